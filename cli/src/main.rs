@@ -1,0 +1,35 @@
+//! `quartet`: the one command line for every Quartet service.
+//!
+//! # Layout
+//! - `cli`: the clap definition of every command and global flag.
+//! - `connect`: turning an address flag into a tonic channel, with timeouts.
+//! - `output`: text or JSON lines on stdout.
+//! - `failure`: how errors become messages on stderr and exit codes.
+//! - one module per command family: `transform`, `health`, `serve`.
+
+mod cli;
+mod connect;
+mod failure;
+mod health;
+mod output;
+mod serve;
+mod transform;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return failure::report(&error.into()),
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => code,
+        Err(error) => failure::report(&error),
+    }
+}

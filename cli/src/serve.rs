@@ -1,0 +1,77 @@
+//! `quartet serve [all|SERVICE]...`: runs servers in this process with embedded
+//! defaults, for trying Quartet on one machine. Deployments run each service's
+//! own binary instead.
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use tokio::task::JoinSet;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// What to run.
+    #[arg(value_enum, default_values_t = [Service::All])]
+    services: Vec<Service>,
+
+    /// Where the transform service listens.
+    #[arg(
+        long,
+        env = "QUARTET_TRANSFORM_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    transform_listen: SocketAddr,
+
+    #[command(flatten)]
+    telemetry: TelemetryOptions,
+
+    #[command(flatten)]
+    server: ServerOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Service {
+    /// Every service.
+    All,
+    /// The transform service.
+    Transform,
+}
+
+impl ServeArgs {
+    fn wants(&self, service: Service) -> bool {
+        self.services.contains(&Service::All) || self.services.contains(&service)
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    telemetry::init(&args.telemetry)?;
+    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+
+    // Bind everything first: a taken port fails the command before anything serves.
+    let mut bound = Vec::new();
+    if args.wants(Service::Transform) {
+        let server = quartet_transform::server(args.server.clone(), shutdown.clone())
+            .bind(args.transform_listen)
+            .await?;
+        bound.push(server);
+    }
+
+    let mut running = JoinSet::new();
+    for server in bound {
+        server.announce()?;
+        running.spawn(server.spawn()?.stopped());
+    }
+    let mut failure = None;
+    while let Some(stopped) = running.join_next().await {
+        if let Err(error) = stopped.context("server task failed")? {
+            // One server failing stops the others too.
+            shutdown.request();
+            failure.get_or_insert(error);
+        }
+    }
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,221 @@
+//! [`CallTrace`]: one tracing span per call, with the method, the peer, and once
+//! the call ends, its status code and latency.
+//!
+//! A call ends when its response does: with the `grpc-status` of a trailers-only
+//! response, with the trailers at the end of the body, or as CANCELLED when the
+//! body is dropped first (the client went away). Successful and client-caused
+//! outcomes are logged at DEBUG, server faults at WARN, under the target
+//! `quartet::call`: `RUST_LOG=info,quartet::call=debug` logs every call.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::{Span, debug, field, info_span, warn};
+
+use crate::status_names::code_name;
+
+/// Builds [`CallTrace`] services.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallTraceLayer;
+
+impl<S> Layer<S> for CallTraceLayer {
+    type Service = CallTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallTrace { inner }
+    }
+}
+
+/// Opens a span per call and records how the call ended.
+#[derive(Debug, Clone)]
+pub struct CallTrace<S> {
+    inner: S,
+}
+
+impl<S> Service<http::Request<Body>> for CallTrace<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = CallTraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let peer = request
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        let span = info_span!(
+            target: "quartet::call",
+            "call",
+            method = request.uri().path(),
+            peer = field::Empty,
+            code = field::Empty,
+            latency_ms = field::Empty,
+        );
+        if let Some(peer) = peer {
+            span.record("peer", field::display(peer));
+        }
+        let inner = span.in_scope(|| self.inner.call(request));
+        CallTraceFuture {
+            inner,
+            record: Some(CallRecord {
+                span,
+                started: Instant::now(),
+                finished: false,
+            }),
+        }
+    }
+}
+
+/// The span of one call and when it started; logs the outcome exactly once.
+#[derive(Debug)]
+struct CallRecord {
+    span: Span,
+    started: Instant,
+    finished: bool,
+}
+
+impl CallRecord {
+    fn finish(&mut self, code: Code) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        // Microsecond precision is all a log reader wants.
+        #[allow(clippy::cast_precision_loss)]
+        let latency_ms = self.started.elapsed().as_micros() as f64 / 1000.0;
+        let code = code_name(code);
+        self.span.record("code", code);
+        self.span.record("latency_ms", latency_ms);
+        if is_server_fault(code) {
+            warn!(target: "quartet::call", parent: &self.span, code, latency_ms, "call failed");
+        } else {
+            debug!(target: "quartet::call", parent: &self.span, code, latency_ms, "call finished");
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        // Dropped before any status was seen: the client reset the stream or the
+        // connection closed under it.
+        self.finish(Code::Cancelled);
+    }
+}
+
+fn is_server_fault(code: &str) -> bool {
+    matches!(code, "INTERNAL" | "UNKNOWN" | "DATA_LOSS")
+}
+
+fn status_code(headers: &HeaderMap) -> Option<Code> {
+    headers
+        .get(Status::GRPC_STATUS)
+        .map(|value| Code::from_bytes(value.as_bytes()))
+}
+
+pin_project! {
+    /// The response future of [`CallTrace`].
+    pub struct CallTraceFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<CallRecord>,
+    }
+}
+
+impl<F, E> Future for CallTraceFuture<F>
+where
+    F: Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(record) = this.record.as_mut() else {
+            return Poll::Pending;
+        };
+        let result = {
+            let _entered = record.span.enter();
+            match this.inner.poll(cx) {
+                Poll::Ready(result) => result,
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        let Some(mut record) = this.record.take() else {
+            return Poll::Pending;
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                record.finish(Code::Unknown);
+                return Poll::Ready(Err(error));
+            }
+        };
+        if let Some(code) = status_code(response.headers()) {
+            // Trailers-only: the call is over before any message.
+            record.finish(code);
+            return Poll::Ready(Ok(response));
+        }
+        Poll::Ready(Ok(
+            response.map(|inner| Body::new(TracedBody { inner, record }))
+        ))
+    }
+}
+
+pin_project! {
+    /// A response body that records the call's status from its trailers.
+    struct TracedBody {
+        #[pin]
+        inner: Body,
+        record: CallRecord,
+    }
+}
+
+impl HttpBody for TracedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.project();
+        let polled = {
+            let _entered = this.record.span.enter();
+            this.inner.poll_frame(cx)
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(status_code) {
+                    this.record.finish(code);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => this.record.finish(status.code()),
+            Poll::Ready(None) => this.record.finish(Code::Unknown),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

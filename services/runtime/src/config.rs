@@ -1,0 +1,133 @@
+//! The flags every server shares, as clap arguments with environment fallbacks.
+//!
+//! Binaries flatten [`ServerOptions`] into their own parser next to their listen
+//! address; tests build it with [`Default`] and change what they need. The clap
+//! defaults and the [`Default`] impls are kept equal by a test.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// How a server protects itself and its clients: sizes, concurrency, timeouts,
+/// keepalive. Every limit is on by default; none is unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Limits {
+    /// Largest gRPC message accepted or sent, in bytes; larger ones are refused
+    /// with RESOURCE_EXHAUSTED before they are buffered.
+    #[arg(long, env = "QUARTET_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Concurrent HTTP/2 streams (calls) a client may open on one connection;
+    /// long-lived streams count. Advertised in SETTINGS, so clients queue rather
+    /// than fail.
+    #[arg(long, env = "QUARTET_MAX_CONCURRENT_STREAMS", default_value_t = 1024)]
+    pub max_concurrent_streams: u32,
+
+    /// Longest a unary call may take before it is answered DEADLINE_EXCEEDED. A
+    /// shorter `grpc-timeout` from the client is honoured too.
+    #[arg(long, env = "QUARTET_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How often to send HTTP/2 PINGs on an idle connection, to find dead peers
+    /// and keep middleboxes from dropping quiet streams.
+    #[arg(long, env = "QUARTET_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long to wait for a PING answer before closing the connection.
+    #[arg(long, env = "QUARTET_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Largest header list a client may send, in bytes.
+    #[arg(long, env = "QUARTET_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_list_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 1024,
+            request_timeout: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            max_header_list_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// What happens between SIGTERM and exit.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ShutdownPolicy {
+    /// After health turns NOT_SERVING, keep serving this long before draining, so
+    /// load balancers and Kubernetes endpoints stop sending new calls first.
+    #[arg(long, env = "QUARTET_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// Longest the drain may take: open streams are told to close and in-flight
+    /// calls finish; whatever is still open after this is cut.
+    #[arg(long, env = "QUARTET_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownPolicy {
+    fn default() -> Self {
+        Self {
+            shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a server needs besides its address and its services.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct ServerOptions {
+    /// Sizes, concurrency, timeouts and keepalive.
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// Shutdown timing.
+    #[command(flatten)]
+    pub shutdown: ShutdownPolicy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerOptions;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: ServerOptions,
+    }
+
+    #[test]
+    fn clap_defaults_equal_default_impl() {
+        // Environment variables would change the parse; the names are ours and
+        // no test sets them.
+        let parsed = Cli::try_parse_from(["server"]).unwrap();
+        assert_eq!(parsed.options, ServerOptions::default());
+    }
+
+    #[test]
+    fn durations_parse_human_units() {
+        let parsed = Cli::try_parse_from([
+            "server",
+            "--request-timeout",
+            "1500ms",
+            "--drain-timeout",
+            "1m",
+        ])
+        .unwrap();
+        assert_eq!(parsed.options.limits.request_timeout.as_millis(), 1500);
+        assert_eq!(parsed.options.shutdown.drain_timeout.as_secs(), 60);
+    }
+
+    #[test]
+    fn bad_duration_is_a_usage_error() {
+        let error = Cli::try_parse_from(["server", "--request-timeout", "soon"])
+            .err()
+            .unwrap();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+}

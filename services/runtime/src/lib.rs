@@ -1,0 +1,38 @@
+//! # quartet-runtime
+//!
+//! What every Quartet server does the same way, so each service crate only
+//! implements its contract. A binary parses [`ServerOptions`] and
+//! [`TelemetryOptions`], calls [`telemetry::init`], creates a [`Shutdown`], builds
+//! a [`GrpcServer`], adds its services, binds and serves.
+//!
+//! # Layout
+//! - [`config`]: the shared flags ([`Limits`], [`ShutdownPolicy`]) with env fallbacks.
+//! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
+//! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
+//!   works and reports the real port), serving and the shutdown sequence.
+//! - [`shutdown`]: [`Shutdown`] (signals, two phases) and the [`DrainSignal`]
+//!   services watch to close long-lived streams.
+//! - [`health`]: `grpc.health.v1.Health`, overall and per service.
+//! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
+//! - [`message_limit`], [`request_timeout`], [`call_trace`]: the tower layers every
+//!   call passes through, outermost first: [`call_trace`] (span, status,
+//!   latency), [`message_limit`] (RESOURCE_EXHAUSTED for oversize messages),
+//!   [`request_timeout`] (DEADLINE_EXCEEDED).
+//! - [`status_names`]: canonical gRPC code names for logs and messages.
+
+pub mod call_trace;
+pub mod config;
+pub mod health;
+pub mod message_limit;
+mod reflection;
+pub mod request_timeout;
+pub mod server;
+pub mod shutdown;
+pub mod status_names;
+pub mod telemetry;
+
+pub use config::{Limits, ServerOptions, ShutdownPolicy};
+pub use health::{HealthRegistry, ServingStatus};
+pub use server::{BoundServer, GrpcServer, RunningServer, ServeError};
+pub use shutdown::{DrainSignal, Shutdown};
+pub use telemetry::{LogFormat, TelemetryOptions};

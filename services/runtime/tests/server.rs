@@ -1,0 +1,433 @@
+//! The runtime over real sockets, with a probe service whose calls the tests
+//! control: health, reflection, limits, timeouts, call tracing and the shutdown
+//! sequence.
+
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeSet,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use quartet_proto::transform::v1::{
+    TransformRequest, TransformResponse,
+    transform_service_client::TransformServiceClient,
+    transform_service_server::{SERVICE_NAME, TransformService, TransformServiceServer},
+};
+use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
+use tokio::{sync::Notify, time::timeout};
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Code, Request, Response, Status, Streaming, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A service whose behaviour each test picks through the request text.
+#[derive(Debug, Clone, Default)]
+struct Probe {
+    /// Notified when a "wait" call has arrived.
+    arrived: Arc<Notify>,
+    /// Notified to let a "wait" call answer.
+    release: Arc<Notify>,
+}
+
+#[tonic::async_trait]
+impl TransformService for Probe {
+    async fn transform(
+        &self,
+        request: Request<TransformRequest>,
+    ) -> Result<Response<TransformResponse>, Status> {
+        let text = request.into_inner().text;
+        match text.as_str() {
+            "hang" => std::future::pending().await,
+            "wait" => {
+                self.arrived.notify_one();
+                self.release.notified().await;
+            }
+            "bad" => return Err(Status::invalid_argument("bad on purpose")),
+            _ => {}
+        }
+        Ok(Response::new(TransformResponse { text }))
+    }
+
+    type TransformStreamStream =
+        Pin<Box<dyn Stream<Item = Result<TransformResponse, Status>> + Send>>;
+
+    /// Echoes, and never ends on its own: it ignores the drain signal, like a
+    /// badly written service would.
+    async fn transform_stream(
+        &self,
+        request: Request<Streaming<TransformRequest>>,
+    ) -> Result<Response<Self::TransformStreamStream>, Status> {
+        let echoes = request
+            .into_inner()
+            .map(|request| request.map(|request| TransformResponse { text: request.text }));
+        Ok(Response::new(Box::pin(
+            echoes.chain(tokio_stream::pending()),
+        )))
+    }
+}
+
+async fn start(options: ServerOptions, probe: Probe) -> RunningServer {
+    GrpcServer::new("probe", options, Shutdown::new())
+        .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
+        .add_service(TransformServiceServer::new(probe))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+async fn channel(server: &RunningServer) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn say(text: &str) -> TransformRequest {
+    TransformRequest {
+        operation: 1,
+        text: text.into(),
+    }
+}
+
+async fn check(health: &mut HealthClient<Channel>, service: &str) -> Result<ServingStatus, Status> {
+    let response = timeout(
+        DEADLINE,
+        health.check(HealthCheckRequest {
+            service: service.into(),
+        }),
+    )
+    .await
+    .expect("health check hung")?;
+    Ok(response.into_inner().status())
+}
+
+#[tokio::test]
+async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let mut health = HealthClient::new(channel(&server).await);
+
+    assert_eq!(
+        check(&mut health, "").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_eq!(
+        check(&mut health, SERVICE_NAME).await.unwrap(),
+        ServingStatus::Serving
+    );
+    let unknown = check(&mut health, "no.such.Service").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    server.health().set(SERVICE_NAME, ServingStatus::NotServing);
+    assert_eq!(
+        check(&mut health, SERVICE_NAME).await.unwrap(),
+        ServingStatus::NotServing
+    );
+    server.stop().await.unwrap();
+}
+
+mod reflection {
+    use super::*;
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    async fn services_v1(channel: Channel) -> BTreeSet<String> {
+        use v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        match responses.message().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect(),
+            other => panic!("unexpected reflection answer {other:?}"),
+        }
+    }
+
+    async fn services_v1alpha(channel: Channel) -> BTreeSet<String> {
+        use v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::once(request))
+            .await
+            .unwrap()
+            .into_inner();
+        match responses.message().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => list
+                .service
+                .into_iter()
+                .map(|service| service.name)
+                .collect(),
+            other => panic!("unexpected reflection answer {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn both_versions_list_exactly_the_hosted_services() {
+        let server = start(ServerOptions::default(), Probe::default()).await;
+        let channel = channel(&server).await;
+
+        let v1 = timeout(DEADLINE, services_v1(channel.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            v1,
+            BTreeSet::from([
+                SERVICE_NAME.to_owned(),
+                "grpc.health.v1.Health".to_owned(),
+                "grpc.reflection.v1.ServerReflection".to_owned(),
+            ])
+        );
+        let v1alpha = timeout(DEADLINE, services_v1alpha(channel)).await.unwrap();
+        assert!(v1alpha.contains(SERVICE_NAME), "{v1alpha:?}");
+        assert!(
+            v1alpha.contains("grpc.reflection.v1alpha.ServerReflection"),
+            "{v1alpha:?}"
+        );
+        // The other Quartet services share the descriptor set but are not hosted here.
+        assert!(
+            !v1.iter().any(|name| name.contains("PeopleService")),
+            "{v1:?}"
+        );
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_call_slower_than_the_request_timeout_gets_deadline_exceeded() {
+    let mut options = ServerOptions::default();
+    options.limits.request_timeout = Duration::from_millis(200);
+    let server = start(options, Probe::default()).await;
+    let mut client = TransformServiceClient::new(channel(&server).await);
+
+    let started = Instant::now();
+    let status = timeout(DEADLINE, client.transform(say("hang")))
+        .await
+        .expect("the server never timed the call out")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_turns_health_not_serving_while_calls_are_still_served() {
+    let mut options = ServerOptions::default();
+    options.shutdown.shutdown_delay = Duration::from_secs(2);
+    let server = start(options, Probe::default()).await;
+    let channel = channel(&server).await;
+    let mut health = HealthClient::new(channel.clone());
+    let mut client = TransformServiceClient::new(channel);
+
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = timeout(DEADLINE, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    server.shutdown().request();
+    let next = timeout(DEADLINE, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    // During the shutdown delay the server still answers, so load balancers have
+    // time to stop routing to it without failing calls.
+    let answer = timeout(DEADLINE, client.transform(say("still here")))
+        .await
+        .unwrap();
+    assert_eq!(answer.unwrap().into_inner().text, "still here");
+
+    // Draining ends the watch instead of letting it hold the server open.
+    let end = timeout(DEADLINE, watch.message())
+        .await
+        .expect("watch held the drain");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn watchers_see_not_serving_even_when_the_drain_follows_at_once() {
+    // No shutdown delay: the drain starts right after health flips, and the
+    // watch must still deliver NOT_SERVING before it ends.
+    for _ in 0..20 {
+        let server = start(ServerOptions::default(), Probe::default()).await;
+        let mut health = HealthClient::new(channel(&server).await);
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = timeout(DEADLINE, watch.message()).await.unwrap().unwrap();
+        assert_eq!(first.unwrap().status(), ServingStatus::Serving);
+
+        server.shutdown().request();
+        let last = timeout(DEADLINE, watch.message()).await.unwrap().unwrap();
+        assert_eq!(
+            last.map(|last| last.status()),
+            Some(ServingStatus::NotServing)
+        );
+        assert!(
+            timeout(DEADLINE, watch.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .is_none()
+        );
+        timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_in_flight_call_finishes_during_the_drain() {
+    let probe = Probe::default();
+    let server = start(ServerOptions::default(), probe.clone()).await;
+    let mut client = TransformServiceClient::new(channel(&server).await);
+
+    let call = tokio::spawn(async move { client.transform(say("wait")).await });
+    timeout(DEADLINE, probe.arrived.notified()).await.unwrap();
+
+    let drain = server.shutdown().drain_signal();
+    let health = server.health().clone();
+    server.shutdown().request();
+    let stopping = tokio::spawn(server.stopped());
+    // Only once the server drains is the call released: a server that did not
+    // wait for in-flight calls would cut it here.
+    timeout(DEADLINE, drain.draining()).await.unwrap();
+    assert_eq!(health.get(""), Some(ServingStatus::NotServing));
+
+    probe.release.notify_one();
+    let answer = timeout(DEADLINE, call).await.unwrap().unwrap().unwrap();
+    assert_eq!(answer.into_inner().text, "wait");
+    timeout(DEADLINE, stopping).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_drain_timeout_cuts_streams_that_ignore_the_drain() {
+    let mut options = ServerOptions::default();
+    options.shutdown.drain_timeout = Duration::from_millis(300);
+    let server = start(options, Probe::default()).await;
+    let addr = server.local_addr();
+    let mut client = TransformServiceClient::new(channel(&server).await);
+
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let mut echoes = client
+        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    sender.send(say("ping")).await.unwrap();
+    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+
+    let started = Instant::now();
+    timeout(DEADLINE, server.stop())
+        .await
+        .expect("drain not bounded")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The listener is closed: new clients are refused, not left hanging.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// Collects formatted log output for one test.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+// One thread, so the subscriber set for this thread sees the server's tasks too.
+#[tokio::test(flavor = "current_thread")]
+async fn every_call_is_logged_with_method_peer_code_and_latency() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("quartet::call=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let mut client = TransformServiceClient::new(channel(&server).await);
+    client.transform(say("fine")).await.unwrap();
+    client.transform(say("bad")).await.unwrap_err();
+    let mut echoes = client
+        .transform_stream(tokio_stream::iter([say("a")]))
+        .await
+        .unwrap()
+        .into_inner();
+    echoes.message().await.unwrap();
+    drop(echoes);
+    server.stop().await.unwrap();
+
+    let lines = logs.lines();
+    let finished = |method: &str, code: &str| {
+        lines.iter().any(|line| {
+            line.contains("call finished")
+                && line.contains(&format!("method=\"/{SERVICE_NAME}/{method}\""))
+                && line.contains("peer=127.0.0.1:")
+                && line.contains(&format!("code=\"{code}\""))
+                && line.contains("latency_ms=")
+        })
+    };
+    assert!(finished("Transform", "OK"), "{lines:#?}");
+    assert!(finished("Transform", "INVALID_ARGUMENT"), "{lines:#?}");
+    // The client dropped the stream it no longer wanted.
+    assert!(finished("TransformStream", "CANCELLED"), "{lines:#?}");
+}
