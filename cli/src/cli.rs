@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::{connect::parse_address, health, output::OutputFormat, serve, transform};
+use crate::{bench, connect::parse_address, db, health, output::OutputFormat, serve, transform};
 
 /// The Quartet command line: call every service, check health, run servers.
 #[derive(Debug, Parser)]
@@ -31,14 +31,22 @@ pub(crate) struct ClientOptions {
     /// Address of the transform service.
     #[arg(long, global = true, env = "QUARTET_TRANSFORM_ADDR", default_value = "http://127.0.0.1:50051", value_parser = parse_address)]
     pub(crate) transform_addr: String,
+
+    /// Address of the people database.
+    #[arg(long, global = true, env = "QUARTET_DATABASE_ADDR", default_value = "http://127.0.0.1:50052", value_parser = parse_address)]
+    pub(crate) database_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Upper-case, lower-case or reverse text (the transform service).
     Transform(transform::TransformArgs),
+    /// Create, read, update, delete, list, watch and import people (the database).
+    Db(db::DbArgs),
     /// Check servers' health, with grpc_health_probe's exit codes.
     Health(health::HealthArgs),
+    /// Load-test a service and report throughput and latency.
+    Bench(bench::BenchArgs),
     /// Run servers in this process, for local use.
     Serve(serve::ServeArgs),
     /// Print a shell completion script.
@@ -52,8 +60,10 @@ impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Transform(args) => transform::run(&self.client, args).await,
+            Command::Db(args) => db::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Bench(args) => bench::run(&self.client, args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

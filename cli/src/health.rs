@@ -5,7 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use quartet_proto::transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM;
+use quartet_proto::{
+    database::v1::people_service_server::SERVICE_NAME as DATABASE,
+    transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM,
+};
 use serde::Serialize;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -61,11 +64,18 @@ struct KnownService {
 }
 
 fn known_services(client: &ClientOptions) -> Vec<KnownService> {
-    vec![KnownService {
-        short: "transform",
-        full: TRANSFORM,
-        address: client.transform_addr.clone(),
-    }]
+    vec![
+        KnownService {
+            short: "transform",
+            full: TRANSFORM,
+            address: client.transform_addr.clone(),
+        },
+        KnownService {
+            short: "database",
+            full: DATABASE,
+            address: client.database_addr.clone(),
+        },
+    ]
 }
 
 fn targets(client: &ClientOptions, args: HealthArgs) -> anyhow::Result<Vec<Target>> {

@@ -5,14 +5,18 @@
 //! - `connect`: turning an address flag into a tonic channel, with timeouts.
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
-//! - one module per command family: `transform`, `health`, `serve`.
+//! - `table`: aligned text tables.
+//! - one module per command family: `transform`, `db`, `health`, `serve`, `bench`.
 
+mod bench;
 mod cli;
 mod connect;
+mod db;
 mod failure;
 mod health;
 mod output;
 mod serve;
+mod table;
 mod transform;
 
 use std::process::ExitCode;

@@ -23,6 +23,17 @@ pub(crate) struct ServeArgs {
     )]
     transform_listen: SocketAddr,
 
+    /// Where the people database listens.
+    #[arg(
+        long,
+        env = "QUARTET_DATABASE_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    database_listen: SocketAddr,
+
+    #[command(flatten)]
+    store: quartet_database::StoreOptions,
+
     #[command(flatten)]
     telemetry: TelemetryOptions,
 
@@ -36,6 +47,8 @@ enum Service {
     All,
     /// The transform service.
     Transform,
+    /// The people database.
+    Database,
 }
 
 impl ServeArgs {
@@ -53,6 +66,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.wants(Service::Transform) {
         let server = quartet_transform::server(args.server.clone(), shutdown.clone())
             .bind(args.transform_listen)
+            .await?;
+        bound.push(server);
+    }
+    if args.wants(Service::Database) {
+        let store = args
+            .store
+            .open()
+            .await
+            .context("cannot open the people store")?;
+        let server = quartet_database::server(args.server.clone(), shutdown.clone(), store)
+            .bind(args.database_listen)
             .await?;
         bound.push(server);
     }

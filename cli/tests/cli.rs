@@ -4,7 +4,7 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Stdio, time::Duration};
+use std::{fmt::Write as _, process::Stdio, time::Duration};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use quartet_runtime::{RunningServer, ServerOptions, ServingStatus, Shutdown};
@@ -25,13 +25,19 @@ async fn start(options: ServerOptions) -> RunningServer {
         .unwrap()
 }
 
-/// The CLI pointed at `server`, with no QUARTET_* settings leaking in.
+/// Every service address the CLI knows.
+const ADDRESS_VARIABLES: [&str; 2] = ["QUARTET_TRANSFORM_ADDR", "QUARTET_DATABASE_ADDR"];
+
+/// The CLI with every service address pointed at `server`, so nothing on the
+/// machine's default ports leaks into a test.
 fn quartet(server: &RunningServer) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
+    for variable in ADDRESS_VARIABLES {
+        command.env(variable, server.url());
+    }
     command
         .env_remove("QUARTET_OUTPUT")
         .env_remove("QUARTET_TIMEOUT")
-        .env("QUARTET_TRANSFORM_ADDR", server.url())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -242,7 +248,14 @@ mod health {
         let server = start(ServerOptions::default()).await;
         let run = run(quartet(&server).arg("health")).await;
         assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert_eq!(run.stdout, format!("transform {} SERVING\n", server.url()));
+        // Every known service is checked at its address (all this one server here).
+        assert!(
+            run.stdout
+                .starts_with(&format!("transform {} SERVING\n", server.url())),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(run.stdout.lines().count(), ADDRESS_VARIABLES.len());
 
         let named = self::run(quartet(&server).args(["health", "--service", "transform"])).await;
         assert_eq!(named.code, Some(0), "{}", named.stderr);
@@ -351,4 +364,248 @@ async fn completions_are_generated_for_bash() {
         &run.stdout[..run.stdout.len().min(200)]
     );
     assert!(run.stdout.contains("transform"));
+}
+
+mod db {
+    use super::*;
+
+    async fn start_db(data_dir: &std::path::Path, addr: &str) -> RunningServer {
+        let store = quartet_database::StoreOptions {
+            data_dir: data_dir.to_owned(),
+            database_url: None,
+            change_retention: 1000,
+        }
+        .open()
+        .await
+        .unwrap();
+        quartet_database::server(ServerOptions::default(), Shutdown::new(), store)
+            .bind(addr.parse().unwrap())
+            .await
+            .unwrap()
+            .spawn()
+            .unwrap()
+    }
+
+    fn db(server: &RunningServer) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        command
+            .env_remove("QUARTET_OUTPUT")
+            .env("QUARTET_DATABASE_ADDR", server.url())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .arg("db");
+        command
+    }
+
+    #[tokio::test]
+    async fn crud_from_the_command_line() {
+        let data = tempfile::tempdir().unwrap();
+        let server = start_db(data.path(), "127.0.0.1:0").await;
+
+        let created = run(db(&server).args([
+            "create",
+            "12345678-Z",
+            "José Ñúñez",
+            "--email",
+            "jose@example.com",
+        ]))
+        .await;
+        assert_eq!(created.code, Some(0), "{}", created.stderr);
+        assert!(created.stdout.starts_with("ID "), "{}", created.stdout);
+        assert!(created.stdout.contains("José Ñúñez"));
+
+        let updated = run(db(&server).args([
+            "--output",
+            "json",
+            "update",
+            "12345678-Z",
+            "--age",
+            "41",
+            "--expected-version",
+            "1",
+        ]))
+        .await;
+        let person: serde_json::Value = serde_json::from_str(updated.stdout.trim_end()).unwrap();
+        assert_eq!(
+            (person["age"].as_u64(), person["version"].as_u64()),
+            (Some(41), Some(2))
+        );
+        assert_eq!(person["email"], "jose@example.com");
+
+        let stale = run(db(&server).args([
+            "update",
+            "12345678-Z",
+            "--clear-email",
+            "--expected-version",
+            "1",
+        ]))
+        .await;
+        assert_eq!(stale.code, Some(1));
+        assert!(
+            stale.stderr.starts_with("error: FAILED_PRECONDITION: "),
+            "{}",
+            stale.stderr
+        );
+
+        let taken = run(db(&server).args(["create", "12345678-Z", "Otra"])).await;
+        assert!(
+            taken.stderr.starts_with("error: ALREADY_EXISTS: "),
+            "{}",
+            taken.stderr
+        );
+
+        let deleted = run(db(&server).args(["delete", "12345678-Z"])).await;
+        assert_eq!(deleted.code, Some(0));
+        let gone = run(db(&server).args(["get", "12345678-Z"])).await;
+        assert_eq!(gone.code, Some(1));
+        assert!(
+            gone.stderr.starts_with("error: NOT_FOUND: "),
+            "{}",
+            gone.stderr
+        );
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn import_reads_csv_and_json_lines_and_reports_what_failed() {
+        let data = tempfile::tempdir().unwrap();
+        let server = start_db(data.path(), "127.0.0.1:0").await;
+        let files = tempfile::tempdir().unwrap();
+        let csv = files.path().join("people.csv");
+        let mut rows = String::from("id,name,email,age\n");
+        for i in 0..1200 {
+            writeln!(rows, "p{i:04},Person {i},p{i}@example.com,{}", i % 100).unwrap();
+        }
+        rows.push_str("bad id,Nobody,,\n");
+        rows.push_str("p9999,Nine,,not-a-number\n");
+        std::fs::write(&csv, rows).unwrap();
+
+        let imported = run(db(&server).arg("import").arg(&csv)).await;
+        assert_eq!(
+            imported.code,
+            Some(1),
+            "failures make the exit code 1: {}",
+            imported.stderr
+        );
+        assert_eq!(
+            imported.stdout,
+            "imported: 1200 created, 0 updated, 2 failed\n"
+        );
+        assert!(imported.stderr.contains("line 1203"), "{}", imported.stderr);
+        assert!(imported.stderr.contains("person.id"), "{}", imported.stderr);
+
+        let jsonl = files.path().join("people.jsonl");
+        std::fs::write(&jsonl, "{\"id\":\"p0000\",\"name\":\"Renamed\"}\n{\"id\":\"new\",\"name\":\"New\",\"age\":3}\n").unwrap();
+        let again = run(db(&server).args(["--output", "json", "import"]).arg(&jsonl)).await;
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+        let summary: serde_json::Value = serde_json::from_str(again.stdout.trim_end()).unwrap();
+        assert_eq!(
+            (summary["created"].as_u64(), summary["updated"].as_u64()),
+            (Some(1), Some(1))
+        );
+
+        let listed = run(db(&server).args(["--output", "json", "list", "--prefix", "p00"])).await;
+        let names: Vec<String> = listed
+            .stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names.len(), 100);
+        assert_eq!(names[0], "Renamed");
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn watch_prints_changes_and_resumes_after_the_server_restarts() {
+        let data = tempfile::tempdir().unwrap();
+        let server = start_db(data.path(), "127.0.0.1:0").await;
+        let addr = server.local_addr().to_string();
+        let mut watcher = db(&server)
+            .args(["watch", "--since", "0"])
+            .env("RUST_LOG", "off")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+        let created = run(db(&server).args(["create", "p1", "Ana"])).await;
+        assert_eq!(created.code, Some(0), "{}", created.stderr);
+        let first = timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap();
+        assert!(first.contains("CREATED") && first.contains("p1"), "{first}");
+
+        server.stop().await.unwrap();
+        let restarted = start_db(data.path(), &addr).await;
+        run(db(&restarted).args(["create", "p2", "Bea"])).await;
+        // It resumes after the last revision it printed: p2 next, p1 never again.
+        let next = timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("watch did not resume")
+            .unwrap()
+            .unwrap();
+        assert!(next.contains("CREATED") && next.contains("p2"), "{next}");
+        restarted.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn serve_all_runs_transform_and_database() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet"))
+        .args([
+            "serve",
+            "--transform-listen",
+            "127.0.0.1:0",
+            "--database-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("QUARTET_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut announced = Vec::new();
+    for _ in 0..2 {
+        announced.push(
+            timeout(DEADLINE, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let address = |service: &str| {
+        let line = announced
+            .iter()
+            .find(|line| line.starts_with(service))
+            .unwrap();
+        format!("http://{}", line.rsplit(' ').next().unwrap())
+    };
+    let mut health = Command::new(env!("CARGO_BIN_EXE_quartet"));
+    health.args([
+        "--transform-addr",
+        &address("transform"),
+        "--database-addr",
+        &address("database"),
+        "health",
+    ]);
+    let report = run(&mut health).await;
+    assert_eq!(report.code, Some(0), "{}", report.stdout);
+    assert!(report.stdout.contains("database"), "{}", report.stdout);
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
 }

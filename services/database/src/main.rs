@@ -1,0 +1,41 @@
+//! `quartet-database`: the people database on its own, as deployed.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use clap::Parser;
+use quartet_database::{DEFAULT_PORT, StoreOptions};
+use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+
+/// Serves quartet.database.v1.PeopleService with health and reflection.
+#[derive(Debug, Parser)]
+#[command(name = "quartet-database", version, about)]
+struct Args {
+    /// Address to listen on for gRPC (port 0 picks a free port).
+    #[arg(long, env = "QUARTET_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreOptions,
+    #[command(flatten)]
+    telemetry: TelemetryOptions,
+    #[command(flatten)]
+    server: ServerOptions,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(&args.telemetry)?;
+    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+    let store = args
+        .store
+        .open()
+        .await
+        .context("cannot open the people store")?;
+    let server = quartet_database::server(args.server, shutdown, store)
+        .bind(args.listen)
+        .await?;
+    server.announce()?;
+    server.serve().await?;
+    Ok(())
+}
