@@ -29,9 +29,13 @@ use quartet_proto::{
 use quartet_runtime::status_names::code_name;
 use serde::Serialize;
 use tokio::task::JoinSet;
-use tonic::{Status, transport::Channel};
+use tonic::Status;
 
-use crate::{cli::ClientOptions, connect::connect, output::Printer};
+use crate::{
+    cli::ClientOptions,
+    connect::{Connection, connect},
+    output::Printer,
+};
 
 /// Highest latency the histograms record (longer calls are clamped to it).
 const MAX_LATENCY_MICROS: u64 = 60_000_000;
@@ -72,14 +76,14 @@ enum Scenario {
 
 /// One worker's client and position.
 enum Caller {
-    Transform(TransformServiceClient<Channel>),
+    Transform(TransformServiceClient<Connection>),
     DbCreate {
-        client: PeopleServiceClient<Channel>,
+        client: PeopleServiceClient<Connection>,
         prefix: String,
         next: u64,
     },
     DbGet {
-        client: PeopleServiceClient<Channel>,
+        client: PeopleServiceClient<Connection>,
         ids: Arc<Vec<String>>,
         next: usize,
     },
@@ -172,7 +176,7 @@ fn run_id() -> String {
     format!("bench-{micros}")
 }
 
-async fn prepare_reads(channel: Channel) -> anyhow::Result<Arc<Vec<String>>> {
+async fn prepare_reads(channel: Connection) -> anyhow::Result<Arc<Vec<String>>> {
     let prefix = run_id();
     let ids: Vec<String> = (0..GET_RECORDS).map(|i| format!("{prefix}-{i}")).collect();
     let people: Vec<Person> = ids
@@ -243,7 +247,7 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     let address = address(client, args.scenario);
     let mut channels = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        channels.push(connect(address, client.timeout).await?);
+        channels.push(connect(address, client.timeout, &client.credentials).await?);
     }
     let ids = match args.scenario {
         Scenario::DbGet => prepare_reads(channels[0].clone()).await?,

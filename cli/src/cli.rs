@@ -4,8 +4,16 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use clap_complete::Shell;
+use quartet_runtime::{TelemetryOptions, telemetry};
+use tracing::Instrument as _;
 
-use crate::{bench, connect::parse_address, db, health, output::OutputFormat, serve, transform};
+use crate::{
+    bench,
+    connect::{Credentials, parse_address},
+    db, health,
+    output::OutputFormat,
+    serve, transform,
+};
 
 /// The Quartet command line: call every service, check health, run servers.
 #[derive(Debug, Parser)]
@@ -13,6 +21,8 @@ use crate::{bench, connect::parse_address, db, health, output::OutputFormat, ser
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) client: ClientOptions,
+    #[command(flatten)]
+    pub(crate) telemetry: TelemetryOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +42,9 @@ pub(crate) struct ClientOptions {
     #[arg(long, global = true, env = "QUARTET_TRANSFORM_ADDR", default_value = "http://127.0.0.1:50051", value_parser = parse_address)]
     pub(crate) transform_addr: String,
 
+    #[command(flatten)]
+    pub(crate) credentials: Credentials,
+
     /// Address of the people database.
     #[arg(long, global = true, env = "QUARTET_DATABASE_ADDR", default_value = "http://127.0.0.1:50052", value_parser = parse_address)]
     pub(crate) database_addr: String,
@@ -48,7 +61,7 @@ enum Command {
     /// Load-test a service and report throughput and latency.
     Bench(bench::BenchArgs),
     /// Run servers in this process, for local use.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -58,11 +71,23 @@ enum Command {
 
 impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        // Servers log what they do; client commands only what goes wrong.
+        let level = if matches!(self.command, Command::Serve(_)) {
+            "info"
+        } else {
+            "warn"
+        };
+        let _telemetry = telemetry::init(&self.telemetry, "quartet", level)?;
+        let span = tracing::info_span!("quartet", command = self.command.name());
+        self.dispatch().instrument(span).await
+    }
+
+    async fn dispatch(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Transform(args) => transform::run(&self.client, args).await,
             Command::Db(args) => db::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Bench(args) => bench::run(&self.client, args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
@@ -73,6 +98,20 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name, for the root span of exported traces.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Transform(_) => "transform",
+            Self::Db(_) => "db",
+            Self::Health(_) => "health",
+            Self::Bench(_) => "bench",
+            Self::Serve(_) => "serve",
+            Self::Completions { .. } => "completions",
         }
     }
 }

@@ -18,12 +18,12 @@ use quartet_proto::database::v1::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 use tracing::warn;
 
 use crate::{
     cli::ClientOptions,
-    connect::connect,
+    connect::{Connection, connect},
     failure::CALL_FAILED,
     output::{OutputFormat, Printer},
     table::Table,
@@ -199,7 +199,7 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(&client.database_addr, client.timeout).await?;
+    let channel = connect(&client.database_addr, client.timeout, &client.credentials).await?;
     let mut people = PeopleServiceClient::new(channel);
     let timeout = client.timeout;
     let format = client.output;
@@ -298,7 +298,7 @@ pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<
 }
 
 async fn list(
-    people: &mut PeopleServiceClient<Channel>,
+    people: &mut PeopleServiceClient<Connection>,
     prefix: String,
     limit: Option<usize>,
     timeout: Duration,
@@ -361,7 +361,7 @@ fn print_event(printer: &Printer, event: &PersonEvent) -> std::io::Result<()> {
 /// last revision printed, so nothing is missed or printed twice.
 async fn watch(
     client: &ClientOptions,
-    people: &mut PeopleServiceClient<Channel>,
+    people: &mut PeopleServiceClient<Connection>,
     prefix: String,
     since: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
@@ -455,7 +455,7 @@ struct ImportSummary {
 }
 
 async fn import(
-    people: &mut PeopleServiceClient<Channel>,
+    people: &mut PeopleServiceClient<Connection>,
     file: PathBuf,
     format: Option<ImportFormat>,
     output: OutputFormat,

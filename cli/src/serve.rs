@@ -6,7 +6,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{ServerOptions, Shutdown};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Args)]
@@ -35,9 +35,6 @@ pub(crate) struct ServeArgs {
     store: quartet_database::StoreOptions,
 
     #[command(flatten)]
-    telemetry: TelemetryOptions,
-
-    #[command(flatten)]
     server: ServerOptions,
 }
 
@@ -58,8 +55,9 @@ impl ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    telemetry::init(&args.telemetry)?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+    // Every server below shares this registry (clones of args.server).
+    args.server.start_metrics(&shutdown).await?;
 
     // Bind everything first: a taken port fails the command before anything serves.
     let mut bound = Vec::new();

@@ -14,9 +14,12 @@ use tokio::{
     sync::mpsc,
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use crate::{cli::ClientOptions, connect::connect, output::Printer};
+use crate::{
+    cli::ClientOptions,
+    connect::{Connection, connect},
+    output::Printer,
+};
 
 /// Requests read ahead of the server's answers on a stream; bounds memory when
 /// stdin is much faster than the server.
@@ -58,7 +61,7 @@ struct Answer<'a> {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: TransformArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(&client.transform_addr, client.timeout).await?;
+    let channel = connect(&client.transform_addr, client.timeout, &client.credentials).await?;
     let mut service = TransformServiceClient::new(channel);
     let printer = Printer::new(client.output);
     let operation = ProtoOperation::from(args.operation);
@@ -81,7 +84,7 @@ fn print_answer(printer: &Printer, text: &str) -> std::io::Result<()> {
 }
 
 async fn transform_stdin(
-    service: &mut TransformServiceClient<Channel>,
+    service: &mut TransformServiceClient<Connection>,
     operation: ProtoOperation,
     printer: &Printer,
 ) -> anyhow::Result<()> {

@@ -609,3 +609,109 @@ async fn serve_all_runs_transform_and_database() {
     let status = timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+mod security {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+
+    #[tokio::test]
+    async fn the_token_flag_authenticates_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokens"), "s3cret\n").unwrap();
+        let mut options = ServerOptions::default();
+        options.auth.auth_token_file = Some(dir.path().join("tokens"));
+        let server = start(options).await;
+
+        let refused = run(quartet(&server).args(["transform", "upper", "hi"])).await;
+        assert_eq!(refused.code, Some(1));
+        assert!(
+            refused.stderr.starts_with("error: UNAUTHENTICATED: "),
+            "{}",
+            refused.stderr
+        );
+        let allowed =
+            run(quartet(&server)
+                .env("QUARTET_TOKEN", "s3cret")
+                .args(["transform", "upper", "hi"]))
+            .await;
+        assert_eq!(
+            (allowed.code, allowed.stdout.as_str()),
+            (Some(0), "HI\n"),
+            "{}",
+            allowed.stderr
+        );
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_tls_flags_reach_a_mutual_tls_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(path("ca.pem"), ca.as_ref().pem()).unwrap();
+        for (name, usage) in [
+            ("server", ExtendedKeyUsagePurpose::ServerAuth),
+            ("client", ExtendedKeyUsagePurpose::ClientAuth),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.extended_key_usages = vec![usage];
+            std::fs::write(
+                path(&format!("{name}.pem")),
+                params.signed_by(&key, &ca).unwrap().pem(),
+            )
+            .unwrap();
+            std::fs::write(path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        let mut options = ServerOptions::default();
+        options.tls.tls_cert = Some(path("server.pem"));
+        options.tls.tls_key = Some(path("server.key"));
+        options.tls.tls_client_ca = Some(path("ca.pem"));
+        let server = start(options).await;
+        let address = format!("https://127.0.0.1:{}", server.local_addr().port());
+
+        let mut call = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        call.args([
+            "--transform-addr",
+            &address,
+            "--tls-server-name",
+            "localhost",
+            "--tls-ca",
+        ])
+        .arg(path("ca.pem"))
+        .arg("--tls-client-cert")
+        .arg(path("client.pem"))
+        .arg("--tls-client-key")
+        .arg(path("client.key"))
+        .args(["transform", "reverse", "abc"]);
+        let answer = run(&mut call).await;
+        assert_eq!(
+            (answer.code, answer.stdout.as_str()),
+            (Some(0), "cba\n"),
+            "{}",
+            answer.stderr
+        );
+
+        let mut anonymous = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        anonymous
+            .args([
+                "--transform-addr",
+                &address,
+                "--tls-server-name",
+                "localhost",
+                "--timeout",
+                "5s",
+                "--tls-ca",
+            ])
+            .arg(path("ca.pem"))
+            .args(["transform", "reverse", "abc"]);
+        let refused = run(&mut anonymous).await;
+        assert_eq!(refused.code, Some(1), "{}", refused.stdout);
+        server.stop().await.unwrap();
+    }
+}

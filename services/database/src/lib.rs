@@ -75,6 +75,7 @@ impl StoreOptions {
 /// A server hosting the people service over `store`.
 pub fn server(options: ServerOptions, shutdown: Shutdown, store: PeopleStore) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
+    store.register_metrics(&options.metrics);
     let handler = PeopleHandler::new(store, shutdown.drain_signal());
     GrpcServer::new("database", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)

@@ -23,17 +23,32 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::{Span, debug, field, info_span, warn};
 
-use crate::status_names::code_name;
+use crate::{
+    metrics::{MethodLabels, Metrics},
+    status_names::code_name,
+};
 
 /// Builds [`CallTrace`] services.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallTraceLayer;
+#[derive(Debug, Clone)]
+pub struct CallTraceLayer {
+    metrics: Metrics,
+}
+
+impl CallTraceLayer {
+    /// Traces calls and records them in `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for CallTraceLayer {
     type Service = CallTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CallTrace { inner }
+        CallTrace {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -41,6 +56,7 @@ impl<S> Layer<S> for CallTraceLayer {
 #[derive(Debug, Clone)]
 pub struct CallTrace<S> {
     inner: S,
+    metrics: Metrics,
 }
 
 impl<S> Service<http::Request<Body>> for CallTrace<S>
@@ -71,6 +87,9 @@ where
         if let Some(peer) = peer {
             span.record("peer", field::display(peer));
         }
+        crate::telemetry::continue_remote_trace(&span, request.headers());
+        let method = MethodLabels::from_path(request.uri().path());
+        self.metrics.calls().started(&method);
         let inner = span.in_scope(|| self.inner.call(request));
         CallTraceFuture {
             inner,
@@ -78,17 +97,29 @@ where
                 span,
                 started: Instant::now(),
                 finished: false,
+                metrics: self.metrics.clone(),
+                method,
             }),
         }
     }
 }
 
-/// The span of one call and when it started; logs the outcome exactly once.
-#[derive(Debug)]
+/// The span of one call and when it started; logs and counts the outcome
+/// exactly once.
 struct CallRecord {
     span: Span,
     started: Instant,
     finished: bool,
+    metrics: Metrics,
+    method: MethodLabels,
+}
+
+impl std::fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRecord")
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallRecord {
@@ -96,10 +127,14 @@ impl CallRecord {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        let elapsed = self.started.elapsed();
         // Microsecond precision is all a log reader wants.
         #[allow(clippy::cast_precision_loss)]
-        let latency_ms = self.started.elapsed().as_micros() as f64 / 1000.0;
+        let latency_ms = elapsed.as_micros() as f64 / 1000.0;
         let code = code_name(code);
+        self.metrics
+            .calls()
+            .finished(&self.method, code, elapsed.as_secs_f64());
         self.span.record("code", code);
         self.span.record("latency_ms", latency_ms);
         if is_server_fault(code) {

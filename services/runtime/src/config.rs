@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::{auth::AuthOptions, metrics::Metrics, tls::TlsOptions};
+
 /// How a server protects itself and its clients: sizes, concurrency, timeouts,
 /// keepalive. Every limit is on by default; none is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -16,6 +18,11 @@ pub struct Limits {
     /// with RESOURCE_EXHAUSTED before they are buffered.
     #[arg(long, env = "QUARTET_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Calls being handled at once by this server; more are refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing (health checks are never refused).
+    #[arg(long, env = "QUARTET_MAX_CONCURRENT_CALLS", default_value_t = 4096)]
+    pub max_concurrent_calls: usize,
 
     /// Concurrent HTTP/2 streams (calls) a client may open on one connection;
     /// long-lived streams count. Advertised in SETTINGS, so clients queue rather
@@ -46,6 +53,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_calls: 4096,
             max_concurrent_streams: 1024,
             request_timeout: Duration::from_secs(30),
             http2_keepalive_interval: Duration::from_secs(30),
@@ -79,7 +87,7 @@ impl Default for ShutdownPolicy {
 }
 
 /// Everything a server needs besides its address and its services.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ServerOptions {
     /// Sizes, concurrency, timeouts and keepalive.
     #[command(flatten)]
@@ -88,6 +96,75 @@ pub struct ServerOptions {
     /// Shutdown timing.
     #[command(flatten)]
     pub shutdown: ShutdownPolicy,
+
+    /// TLS and mutual TLS.
+    #[command(flatten)]
+    pub tls: TlsOptions,
+
+    /// Bearer-token authentication.
+    #[command(flatten)]
+    pub auth: AuthOptions,
+
+    /// How often certificate and token files are checked for changes (they are
+    /// reloaded without a restart when they change).
+    #[arg(long, env = "QUARTET_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_interval)]
+    pub reload_interval: Duration,
+
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when absent. One
+    /// endpoint per process: `quartet serve` shows every server's metrics on it.
+    #[arg(long, env = "QUARTET_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// The registry this server records into; clones of these options share it.
+    #[arg(skip)]
+    pub metrics: Metrics,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            shutdown: ShutdownPolicy::default(),
+            tls: TlsOptions::default(),
+            auth: AuthOptions::default(),
+            reload_interval: Duration::from_secs(10),
+            metrics_listen: None,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// A positive duration (a zero reload interval would spin).
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(interval) if interval.is_zero() => Err("must be longer than zero".into()),
+        Ok(interval) => Ok(interval),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+impl ServerOptions {
+    /// Starts the `/metrics` endpoint when `--metrics-listen` is set, and prints
+    /// `metrics listening on ADDR` on stdout like a server's announce line. Call
+    /// once per process: every server built from clones of these options shows
+    /// up on it.
+    pub async fn start_metrics(
+        &self,
+        shutdown: &crate::Shutdown,
+    ) -> Result<Option<std::net::SocketAddr>, crate::ServeError> {
+        let Some(addr) = self.metrics_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| crate::ServeError::Bind { addr, source })?;
+        let bound = self.metrics.serve(listener, shutdown);
+        let mut stdout = std::io::stdout().lock();
+        std::io::Write::write_fmt(&mut stdout, format_args!("metrics listening on {bound}\n"))
+            .and_then(|()| std::io::Write::flush(&mut stdout))
+            .map_err(|source| crate::ServeError::Bind { addr, source })?;
+        Ok(Some(bound))
+    }
 }
 
 #[cfg(test)]
@@ -106,7 +183,12 @@ mod tests {
         // Environment variables would change the parse; the names are ours and
         // no test sets them.
         let parsed = Cli::try_parse_from(["server"]).unwrap();
-        assert_eq!(parsed.options, ServerOptions::default());
+        // The metrics registry is per instance; everything else must match.
+        let defaults = ServerOptions {
+            metrics: parsed.options.metrics.clone(),
+            ..ServerOptions::default()
+        };
+        assert_eq!(parsed.options, defaults);
     }
 
     #[test]

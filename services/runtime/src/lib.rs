@@ -14,25 +14,37 @@
 //!   services watch to close long-lived streams.
 //! - [`health`]: `grpc.health.v1.Health`, overall and per service.
 //! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
-//! - [`message_limit`], [`request_timeout`], [`call_trace`]: the tower layers every
-//!   call passes through, outermost first: [`call_trace`] (span, status,
-//!   latency), [`message_limit`] (RESOURCE_EXHAUSTED for oversize messages),
-//!   [`request_timeout`] (DEADLINE_EXCEEDED).
+//! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates).
+//! - The tower layers every call passes through, outermost first:
+//!   [`call_trace`] (span, status, latency, and the [`metrics`]), [`auth`]
+//!   (UNAUTHENTICATED without a valid bearer token), [`overload`]
+//!   (RESOURCE_EXHAUSTED past the in-flight budget), [`message_limit`]
+//!   (RESOURCE_EXHAUSTED for oversize messages), [`request_timeout`]
+//!   (DEADLINE_EXCEEDED).
+//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`reload`]: values rebuilt when their files change (certificates, tokens).
 //! - [`status_names`]: canonical gRPC code names for logs and messages.
 
+mod accept;
+pub mod auth;
 pub mod call_trace;
 pub mod config;
 pub mod health;
 pub mod message_limit;
+pub mod metrics;
+pub mod overload;
 mod reflection;
+pub mod reload;
 pub mod request_timeout;
 pub mod server;
 pub mod shutdown;
 pub mod status_names;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{Limits, ServerOptions, ShutdownPolicy};
 pub use health::{HealthRegistry, ServingStatus};
+pub use metrics::Metrics;
 pub use server::{BoundServer, GrpcServer, RunningServer, ServeError};
 pub use shutdown::{DrainSignal, Shutdown};
 pub use telemetry::{LogFormat, TelemetryOptions};

@@ -6,32 +6,27 @@ use std::{
     convert::Infallible,
     io::{self, Write as _},
     net::SocketAddr,
-    time::Duration,
 };
 
 use tokio::{net::TcpListener, task::JoinHandle, time::sleep};
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::RoutesBuilder,
-    transport::{Server, server::TcpIncoming},
-};
+use tokio_util::sync::CancellationToken;
+use tonic::{body::Body, server::NamedService, service::RoutesBuilder, transport::Server};
 use tower_service::Service;
 use tracing::{info, warn};
 
 use crate::{
+    accept,
+    auth::BearerAuthLayer,
     call_trace::CallTraceLayer,
     config::ServerOptions,
     health::{HealthRegistry, ServingStatus},
     message_limit::MessageSizeLimitLayer,
+    overload::InFlightLimitLayer,
     reflection,
     request_timeout::RequestTimeoutLayer,
     shutdown::{DrainSignal, Shutdown},
 };
 
-/// TCP keepalive on accepted sockets: finds peers that vanished without a FIN
-/// even when HTTP/2 keepalive is turned down.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Streams a client may reset before the server answers them (hyper's own
 /// default, which tonic otherwise replaces with "no limit"; see RUSTSEC-2024-0003).
 const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
@@ -56,6 +51,9 @@ pub enum ServeError {
     /// The HTTP/2 server failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A certificate, key or token file cannot be used.
+    #[error("{0}")]
+    Config(#[from] crate::reload::LoadError),
 }
 
 /// A gRPC server being assembled: name it, add services, then [`bind`](Self::bind).
@@ -83,6 +81,11 @@ impl GrpcServer {
             service_names: Vec::new(),
             descriptor_sets: Vec::new(),
         }
+    }
+
+    /// The metrics registry, for services that add their own gauges.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.options.metrics
     }
 
     /// The options this server was built with; services size their own limits
@@ -230,9 +233,16 @@ impl BoundServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(TCP_KEEPALIVE));
+        // Reloaders (certificates, tokens) live as long as the server serves.
+        let reloaders = CancellationToken::new();
+        let tls = options
+            .tls
+            .server_config(options.reload_interval, reloaders.clone())?;
+        let tokens = options
+            .auth
+            .tokens(options.reload_interval, reloaders.clone())?;
+        let secure = if tls.is_some() { "tls" } else { "plaintext" };
+        let incoming = accept::incoming(listener, tls);
         let router = Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
@@ -240,7 +250,9 @@ impl BoundServer {
             .http2_max_header_list_size(limits.max_header_list_bytes)
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
-            .layer(CallTraceLayer)
+            .layer(CallTraceLayer::new(options.metrics.clone()))
+            .layer(BearerAuthLayer::new(tokens))
+            .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
             .layer(MessageSizeLimitLayer::new(limits.max_message_bytes))
             .layer(RequestTimeoutLayer::new(limits.request_timeout))
             .add_routes(routes.routes());
@@ -266,8 +278,9 @@ impl BoundServer {
         };
 
         health.set_all(ServingStatus::Serving);
-        info!(server = name, %local_addr, services = ?service_names, "serving");
+        info!(server = name, %local_addr, transport = secure, services = ?service_names, "serving");
         Ok(async move {
+            let _reloaders = reloaders.drop_guard();
             let serving = router.serve_with_incoming_shutdown(incoming, stop_accepting);
             let drain_deadline = async {
                 shutdown.draining().await;

@@ -7,109 +7,23 @@
 
 use std::{
     collections::BTreeSet,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use quartet_proto::transform::v1::{
-    TransformRequest, TransformResponse,
-    transform_service_client::TransformServiceClient,
-    transform_service_server::{SERVICE_NAME, TransformService, TransformServiceServer},
+    transform_service_client::TransformServiceClient, transform_service_server::SERVICE_NAME,
 };
-use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
-use tokio::{sync::Notify, time::timeout};
-use tokio_stream::{Stream, StreamExt as _};
-use tonic::{Code, Request, Response, Status, Streaming, transport::Channel};
+use quartet_runtime::ServerOptions;
+use tokio::time::timeout;
+use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod probe;
 
-/// A service whose behaviour each test picks through the request text.
-#[derive(Debug, Clone, Default)]
-struct Probe {
-    /// Notified when a "wait" call has arrived.
-    arrived: Arc<Notify>,
-    /// Notified to let a "wait" call answer.
-    release: Arc<Notify>,
-}
-
-#[tonic::async_trait]
-impl TransformService for Probe {
-    async fn transform(
-        &self,
-        request: Request<TransformRequest>,
-    ) -> Result<Response<TransformResponse>, Status> {
-        let text = request.into_inner().text;
-        match text.as_str() {
-            "hang" => std::future::pending().await,
-            "wait" => {
-                self.arrived.notify_one();
-                self.release.notified().await;
-            }
-            "bad" => return Err(Status::invalid_argument("bad on purpose")),
-            _ => {}
-        }
-        Ok(Response::new(TransformResponse { text }))
-    }
-
-    type TransformStreamStream =
-        Pin<Box<dyn Stream<Item = Result<TransformResponse, Status>> + Send>>;
-
-    /// Echoes, and never ends on its own: it ignores the drain signal, like a
-    /// badly written service would.
-    async fn transform_stream(
-        &self,
-        request: Request<Streaming<TransformRequest>>,
-    ) -> Result<Response<Self::TransformStreamStream>, Status> {
-        let echoes = request
-            .into_inner()
-            .map(|request| request.map(|request| TransformResponse { text: request.text }));
-        Ok(Response::new(Box::pin(
-            echoes.chain(tokio_stream::pending()),
-        )))
-    }
-}
-
-async fn start(options: ServerOptions, probe: Probe) -> RunningServer {
-    GrpcServer::new("probe", options, Shutdown::new())
-        .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(TransformServiceServer::new(probe))
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
-}
-
-async fn channel(server: &RunningServer) -> Channel {
-    Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-fn say(text: &str) -> TransformRequest {
-    TransformRequest {
-        operation: 1,
-        text: text.into(),
-    }
-}
-
-async fn check(health: &mut HealthClient<Channel>, service: &str) -> Result<ServingStatus, Status> {
-    let response = timeout(
-        DEADLINE,
-        health.check(HealthCheckRequest {
-            service: service.into(),
-        }),
-    )
-    .await
-    .expect("health check hung")?;
-    Ok(response.into_inner().status())
-}
+use probe::{DEADLINE, Probe, channel, check, say, start};
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
@@ -321,7 +235,7 @@ async fn an_in_flight_call_finishes_during_the_drain() {
     let mut client = TransformServiceClient::new(channel(&server).await);
 
     let call = tokio::spawn(async move { client.transform(say("wait")).await });
-    timeout(DEADLINE, probe.arrived.notified()).await.unwrap();
+    probe.arrivals(1).await;
 
     let drain = server.shutdown().drain_signal();
     let health = server.health().clone();

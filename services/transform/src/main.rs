@@ -23,8 +23,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(&args.telemetry)?;
+    let _telemetry = telemetry::init(&args.telemetry, "quartet-transform", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+    args.server.start_metrics(&shutdown).await?;
     let server = quartet_transform::server(args.server, shutdown)
         .bind(args.listen)
         .await?;

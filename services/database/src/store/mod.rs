@@ -20,6 +20,11 @@ pub mod redb;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::{
+    counter::Counter,
+    gauge::Gauge,
+    histogram::{Histogram, exponential_buckets},
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error};
@@ -74,6 +79,10 @@ pub trait StoreBackend: Send + Sync + 'static {
     /// stores have no one else and do nothing.
     fn follow_commits(&self, _commits: watch::Sender<u64>, _stop: CancellationToken) {}
 
+    /// Bytes the people occupy in storage (file size, or table size), for the
+    /// `quartet_database_size_bytes` gauge.
+    async fn size_bytes(&self) -> Result<u64, DatabaseError>;
+
     /// How long the tailer may wait without a notification before it looks at
     /// the log anyway; `None` when every commit is notified.
     fn poll_interval(&self) -> Option<std::time::Duration> {
@@ -97,6 +106,7 @@ struct Inner {
     backend: Arc<dyn StoreBackend>,
     writes: mpsc::Sender<PendingWrite>,
     feed: feed::ChangeFeed,
+    metrics: StoreMetrics,
     /// Stops the writer, tailer and follower when the last handle goes.
     _tasks: DropGuard,
 }
@@ -115,12 +125,25 @@ impl PeopleStore {
         let (commits, committed) = watch::channel(backend.revision().await?);
         let feed = feed::ChangeFeed::start(backend.clone(), committed, stop.clone()).await?;
         backend.follow_commits(commits.clone(), stop.clone());
-        tokio::spawn(run_writer(backend.clone(), queue, commits, stop.clone()));
+        let metrics = StoreMetrics::default();
+        tokio::spawn(run_writer(
+            backend.clone(),
+            queue,
+            commits,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(measure_size(
+            backend.clone(),
+            metrics.size_bytes.clone(),
+            stop.clone(),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
                 writes,
                 feed,
+                metrics,
                 _tasks: stop.drop_guard(),
             }),
         })
@@ -195,6 +218,26 @@ impl PeopleStore {
         self.inner.backend.list(query).await
     }
 
+    /// Adds the store's gauges and histograms to a server's registry.
+    pub fn register_metrics(&self, registry: &quartet_runtime::Metrics) {
+        let metrics = &self.inner.metrics;
+        registry.register(
+            "database_commit_batch_size",
+            "Writes committed together in one transaction (group commit)",
+            metrics.batch_size.clone(),
+        );
+        registry.register(
+            "database_commits",
+            "Transactions committed by this process",
+            metrics.commits.clone(),
+        );
+        registry.register(
+            "database_size_bytes",
+            "Storage used by the people database",
+            metrics.size_bytes.clone(),
+        );
+    }
+
     /// Every change after `since` (absent: after now) to ids starting with
     /// `prefix`, in revision order, until the returned stream is dropped.
     pub async fn watch(
@@ -206,11 +249,50 @@ impl PeopleStore {
     }
 }
 
+/// How often the size gauge is refreshed.
+const SIZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The store's own metrics; clones share the values.
+#[derive(Clone)]
+struct StoreMetrics {
+    batch_size: Histogram,
+    commits: Counter,
+    size_bytes: Gauge,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            // 1, 2, 4, ... 256 (MAX_BATCH_OPS).
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            commits: Counter::default(),
+            size_bytes: Gauge::default(),
+        }
+    }
+}
+
+/// Refreshes the size gauge until the store goes away.
+async fn measure_size(backend: Arc<dyn StoreBackend>, gauge: Gauge, stop: CancellationToken) {
+    loop {
+        match backend.size_bytes().await {
+            Ok(bytes) => {
+                gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            Err(failure) => debug!(error = %failure, "cannot measure the store's size"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(SIZE_INTERVAL) => {}
+        }
+    }
+}
+
 /// Commits queued writes in batches until the store goes away.
 async fn run_writer(
     backend: Arc<dyn StoreBackend>,
     mut queue: mpsc::Receiver<PendingWrite>,
     commits: watch::Sender<u64>,
+    metrics: StoreMetrics,
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_OPS);
@@ -225,8 +307,12 @@ async fn run_writer(
         let (ops, replies): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|write| (write.op, write.reply)).unzip();
         debug!(ops = ops.len(), "committing a batch");
+        #[allow(clippy::cast_precision_loss)] // At most MAX_BATCH_OPS.
+        let size = ops.len() as f64;
         match backend.apply(ops).await {
             Ok(results) => {
+                metrics.batch_size.observe(size);
+                metrics.commits.inc();
                 let latest = results
                     .iter()
                     .flatten()

@@ -657,6 +657,15 @@ impl StoreBackend for PostgresBackend {
         Ok(changes)
     }
 
+    async fn size_bytes(&self) -> Result<u64, DatabaseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pg_total_relation_size('people')", &[])
+            .await
+            .map_err(|error| failure(&error))?;
+        Ok(to_u64(row.get(0)))
+    }
+
     async fn revision(&self) -> Result<u64, DatabaseError> {
         let client = self.client().await?;
         let row = client

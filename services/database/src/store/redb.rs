@@ -50,6 +50,8 @@ fn storage(error: impl Into<::redb::Error>) -> DatabaseError {
 #[derive(Debug, Clone)]
 pub struct RedbBackend {
     db: Arc<Database>,
+    /// The database file, for its size.
+    path: std::path::PathBuf,
     /// Changes kept in the log for watches from the past.
     retention: u64,
 }
@@ -80,6 +82,7 @@ impl RedbBackend {
         txn.commit().map_err(storage)?;
         Ok(Self {
             db: Arc::new(db),
+            path,
             retention: retention.max(1),
         })
     }
@@ -286,6 +289,14 @@ impl StoreBackend for RedbBackend {
             Ok(found)
         })
         .await
+    }
+
+    async fn size_bytes(&self) -> Result<u64, DatabaseError> {
+        std::fs::metadata(&self.path)
+            .map(|metadata| metadata.len())
+            .map_err(|error| {
+                DatabaseError::Unavailable(format!("{}: {error}", self.path.display()))
+            })
     }
 
     async fn revision(&self) -> Result<u64, DatabaseError> {

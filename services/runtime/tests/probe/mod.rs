@@ -1,0 +1,130 @@
+//! A gRPC service whose calls tests control, and starting a server around it.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use quartet_proto::transform::v1::{
+    TransformRequest, TransformResponse,
+    transform_service_server::{TransformService, TransformServiceServer},
+};
+use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
+use tokio::{
+    sync::{Notify, Semaphore},
+    time::timeout,
+};
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status, Streaming, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Every test finishes well within this.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A service whose behaviour each test picks through the request text.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// One permit per "wait" call that has arrived.
+    pub arrived: Arc<Semaphore>,
+    /// Notified to let a "wait" call answer.
+    pub release: Arc<Notify>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            arrived: Arc::new(Semaphore::new(0)),
+            release: Arc::default(),
+        }
+    }
+}
+
+impl Probe {
+    /// Waits until `count` "wait" calls have arrived.
+    pub async fn arrivals(&self, count: u32) {
+        timeout(DEADLINE, self.arrived.acquire_many(count))
+            .await
+            .expect("calls never arrived")
+            .unwrap()
+            .forget();
+    }
+}
+
+#[tonic::async_trait]
+impl TransformService for Probe {
+    async fn transform(
+        &self,
+        request: Request<TransformRequest>,
+    ) -> Result<Response<TransformResponse>, Status> {
+        let text = request.into_inner().text;
+        match text.as_str() {
+            "hang" => std::future::pending().await,
+            "wait" => {
+                self.arrived.add_permits(1);
+                self.release.notified().await;
+            }
+            "bad" => return Err(Status::invalid_argument("bad on purpose")),
+            _ => {}
+        }
+        Ok(Response::new(TransformResponse { text }))
+    }
+
+    type TransformStreamStream =
+        Pin<Box<dyn Stream<Item = Result<TransformResponse, Status>> + Send>>;
+
+    /// Echoes, and never ends on its own: it ignores the drain signal, like a
+    /// badly written service would.
+    async fn transform_stream(
+        &self,
+        request: Request<Streaming<TransformRequest>>,
+    ) -> Result<Response<Self::TransformStreamStream>, Status> {
+        let echoes = request
+            .into_inner()
+            .map(|request| request.map(|request| TransformResponse { text: request.text }));
+        Ok(Response::new(Box::pin(
+            echoes.chain(tokio_stream::pending()),
+        )))
+    }
+}
+
+pub async fn start(options: ServerOptions, probe: Probe) -> RunningServer {
+    GrpcServer::new("probe", options, Shutdown::new())
+        .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
+        .add_service(TransformServiceServer::new(probe))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+pub async fn channel(server: &RunningServer) -> Channel {
+    Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+pub fn say(text: &str) -> TransformRequest {
+    TransformRequest {
+        operation: 1,
+        text: text.into(),
+    }
+}
+
+pub async fn check(
+    health: &mut HealthClient<Channel>,
+    service: &str,
+) -> Result<ServingStatus, Status> {
+    let response = timeout(
+        DEADLINE,
+        health.check(HealthCheckRequest {
+            service: service.into(),
+        }),
+    )
+    .await
+    .expect("health check hung")?;
+    Ok(response.into_inner().status())
+}

@@ -1,0 +1,294 @@
+//! TLS, mutual TLS, certificate reload and bearer tokens, over real sockets with
+//! certificates made at test time.
+
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod probe;
+
+use std::{path::Path, time::Duration};
+
+use probe::{DEADLINE, Probe, say, start};
+use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
+use quartet_runtime::ServerOptions;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use tokio::time::{Instant, timeout};
+use tonic::{
+    Code, Request,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// A certificate authority made for one test.
+struct Authority {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate and its key, as PEM.
+struct Leaf {
+    cert: String,
+    key: String,
+}
+
+impl Authority {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.as_ref().pem()
+    }
+
+    fn leaf(&self, name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+fn write_server_files(dir: &Path, leaf: &Leaf) {
+    std::fs::write(dir.join("server.crt"), &leaf.cert).unwrap();
+    std::fs::write(dir.join("server.key"), &leaf.key).unwrap();
+}
+
+fn tls_options(dir: &Path, client_ca: Option<&Authority>) -> ServerOptions {
+    let mut options = ServerOptions::default();
+    options.tls.tls_cert = Some(dir.join("server.crt"));
+    options.tls.tls_key = Some(dir.join("server.key"));
+    options.reload_interval = Duration::from_millis(100);
+    if let Some(ca) = client_ca {
+        std::fs::write(dir.join("clients.crt"), ca.pem()).unwrap();
+        options.tls.tls_client_ca = Some(dir.join("clients.crt"));
+    }
+    options
+}
+
+/// Calls the server over TLS trusting `ca`, optionally with a client certificate.
+async fn call_over_tls(port: u16, ca: &Authority, client: Option<&Leaf>) -> Result<String, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.pem()))
+        .domain_name("localhost");
+    if let Some(leaf) = client {
+        tls = tls.identity(Identity::from_pem(&leaf.cert, &leaf.key));
+    }
+    let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|error| format!("connect: {error:?}"))?;
+    let answer = TransformServiceClient::new(channel)
+        .transform(say("over tls"))
+        .await
+        .map_err(|status| format!("call: {status:?}"))?;
+    Ok(answer.into_inner().text)
+}
+
+#[tokio::test]
+async fn tls_serves_encrypted_calls_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new("test ca");
+    write_server_files(
+        dir.path(),
+        &ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth),
+    );
+    let server = start(tls_options(dir.path(), None), Probe::default()).await;
+    let port = server.local_addr().port();
+
+    assert_eq!(
+        timeout(DEADLINE, call_over_tls(port, &ca, None))
+            .await
+            .unwrap()
+            .unwrap(),
+        "over tls"
+    );
+
+    let plaintext = timeout(DEADLINE, async {
+        let channel = Channel::from_shared(server.url())
+            .unwrap()
+            .connect()
+            .await?;
+        let answer = TransformServiceClient::new(channel)
+            .transform(say("plain"))
+            .await;
+        Ok::<_, tonic::transport::Error>(answer)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !matches!(plaintext, Ok(Ok(_))),
+        "a plaintext call must not be served: {plaintext:?}"
+    );
+
+    let stranger = Authority::new("another ca");
+    assert!(
+        call_over_tls(port, &stranger, None).await.is_err(),
+        "a client must not trust a foreign CA"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = Authority::new("server ca");
+    let clients = Authority::new("client ca");
+    write_server_files(
+        dir.path(),
+        &servers.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth),
+    );
+    let server = start(tls_options(dir.path(), Some(&clients)), Probe::default()).await;
+    let port = server.local_addr().port();
+
+    let member = clients.leaf("alice", ExtendedKeyUsagePurpose::ClientAuth);
+    assert_eq!(
+        call_over_tls(port, &servers, Some(&member)).await.unwrap(),
+        "over tls"
+    );
+
+    let anonymous = call_over_tls(port, &servers, None).await;
+    assert!(
+        anonymous.is_err(),
+        "no client certificate must be refused: {anonymous:?}"
+    );
+
+    let outsider = Authority::new("other").leaf("mallory", ExtendedKeyUsagePurpose::ClientAuth);
+    let refused = call_over_tls(port, &servers, Some(&outsider)).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA must be refused: {refused:?}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Authority::new("old ca");
+    write_server_files(
+        dir.path(),
+        &old.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth),
+    );
+    let server = start(tls_options(dir.path(), None), Probe::default()).await;
+    let port = server.local_addr().port();
+    call_over_tls(port, &old, None).await.unwrap();
+
+    // Rotate as Kubernetes does: new files in place.
+    let new = Authority::new("new ca");
+    write_server_files(
+        dir.path(),
+        &new.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth),
+    );
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if call_over_tls(port, &new, None).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        call_over_tls(port, &old, None).await.is_err(),
+        "the old certificate is retired"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_certificate_file_stops_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("server.key"), "not a key").unwrap();
+    let bound = quartet_runtime::GrpcServer::new(
+        "probe",
+        tls_options(dir.path(), None),
+        quartet_runtime::Shutdown::new(),
+    )
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let error = bound.spawn().unwrap_err().to_string();
+    assert!(error.contains("server.crt"), "{error}");
+}
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn bearer_tokens_guard_every_call_but_health_and_rotate_with_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# ops team\nfirst-token\nsecond-token\n").unwrap();
+    let mut options = ServerOptions::default();
+    options.auth.auth_token_file = Some(tokens.clone());
+    options.reload_interval = Duration::from_millis(100);
+    let server = start(options, Probe::default()).await;
+    let channel = probe::channel(&server).await;
+    let mut client = TransformServiceClient::new(channel.clone());
+
+    let missing = client.transform(say("x")).await.unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    let wrong = client
+        .transform(with_token(say("x"), "guess"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    for token in ["first-token", "second-token"] {
+        let answer = client
+            .transform(with_token(say("ok"), token))
+            .await
+            .unwrap();
+        assert_eq!(answer.into_inner().text, "ok");
+    }
+    // Probes carry no token.
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+
+    std::fs::write(&tokens, "third-token\n").unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while client
+        .transform(with_token(say("x"), "third-token"))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token was never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retired = client
+        .transform(with_token(say("x"), "first-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(retired.code(), Code::Unauthenticated);
+    server.stop().await.unwrap();
+}
