@@ -5,7 +5,7 @@
 //! - `connect`: turning an address flag into a tonic channel, with timeouts.
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
-//! - one module per command family: `transform`, `health`, `serve`.
+//! - one module per command family: `transform`, `weather`, `health`, `serve`.
 
 mod cli;
 mod connect;
@@ -14,6 +14,7 @@ mod health;
 mod output;
 mod serve;
 mod transform;
+mod weather;
 
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ use std::{net::SocketAddr, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Args)]
@@ -23,6 +24,18 @@ pub(crate) struct ServeArgs {
     )]
     transform_listen: SocketAddr,
 
+    /// Where the weather service listens.
+    #[arg(
+        long,
+        env = "QUARTET_WEATHER_LISTEN",
+        default_value = "127.0.0.1:50053"
+    )]
+    weather_listen: SocketAddr,
+
+    /// The weather service's provider and limits.
+    #[command(flatten)]
+    weather: WeatherOptions,
+
     #[command(flatten)]
     telemetry: TelemetryOptions,
 
@@ -36,6 +49,8 @@ enum Service {
     All,
     /// The transform service.
     Transform,
+    /// The weather service.
+    Weather,
 }
 
 impl ServeArgs {
@@ -53,6 +68,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.wants(Service::Transform) {
         let server = quartet_transform::server(args.server.clone(), shutdown.clone())
             .bind(args.transform_listen)
+            .await?;
+        bound.push(server);
+    }
+    if args.wants(Service::Weather) {
+        let server = quartet_weather::server(args.server.clone(), shutdown.clone(), &args.weather)?
+            .bind(args.weather_listen)
             .await?;
         bound.push(server);
     }

@@ -31,6 +31,7 @@ fn quartet(server: &RunningServer) -> Command {
     command
         .env_remove("QUARTET_OUTPUT")
         .env_remove("QUARTET_TIMEOUT")
+        .env_remove("QUARTET_WEATHER_ADDR")
         .env("QUARTET_TRANSFORM_ADDR", server.url())
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -240,9 +241,21 @@ mod health {
     #[tokio::test]
     async fn serving_exits_zero() {
         let server = start(ServerOptions::default()).await;
-        let run = run(quartet(&server).arg("health")).await;
+        let weather = super::weather::start().await;
+        let run = run(quartet(&server)
+            .env("QUARTET_WEATHER_ADDR", weather.url())
+            .arg("health"))
+        .await;
         assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert_eq!(run.stdout, format!("transform {} SERVING\n", server.url()));
+        assert_eq!(
+            run.stdout,
+            format!(
+                "transform {} SERVING\nweather {} SERVING\n",
+                server.url(),
+                weather.url()
+            )
+        );
+        weather.stop().await.unwrap();
 
         let named = self::run(quartet(&server).args(["health", "--service", "transform"])).await;
         assert_eq!(named.code, Some(0), "{}", named.stderr);
@@ -351,4 +364,335 @@ async fn completions_are_generated_for_bash() {
         &run.stdout[..run.stdout.len().min(200)]
     );
     assert!(run.stdout.contains("transform"));
+}
+
+mod weather {
+    use super::*;
+    use quartet_weather::WeatherOptions;
+
+    pub(super) async fn start() -> RunningServer {
+        start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: std::net::SocketAddr) -> RunningServer {
+        quartet_weather::server(
+            ServerOptions::default(),
+            Shutdown::new(),
+            &WeatherOptions::default(),
+        )
+        .unwrap()
+        .bind(addr)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+    }
+
+    /// The CLI pointed at a weather server, with no QUARTET_* settings leaking in.
+    fn quartet_weather(server: &RunningServer) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        command
+            .env_remove("QUARTET_OUTPUT")
+            .env_remove("QUARTET_TIMEOUT")
+            .env_remove("QUARTET_TRANSFORM_ADDR")
+            .env("QUARTET_WEATHER_ADDR", server.url())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    #[tokio::test]
+    async fn stations_print_a_table_or_one_json_object_each() {
+        let server = start().await;
+        let table = run(quartet_weather(&server).args(["weather", "stations"])).await;
+        assert_eq!(table.code, Some(0), "{}", table.stderr);
+        let lines: Vec<&str> = table.stdout.lines().collect();
+        assert!(lines[0].starts_with("ID "), "{}", lines[0]);
+        assert!(lines[0].contains("TIME ZONE"));
+        let madrid = lines
+            .iter()
+            .find(|line| line.starts_with("madrid "))
+            .unwrap();
+        assert!(madrid.contains("Madrid Retiro"), "{madrid}");
+        assert!(madrid.contains("667 m"), "{madrid}");
+        assert!(madrid.ends_with("Europe/Madrid"), "{madrid}");
+
+        let json =
+            run(quartet_weather(&server).args(["--output", "json", "weather", "stations"])).await;
+        let stations: Vec<serde_json::Value> = json
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            stations.len(),
+            lines.len() - 1,
+            "one object per station, no heading"
+        );
+        assert!(stations.len() >= 12);
+        let sydney = stations
+            .iter()
+            .find(|station| station["id"] == "sydney")
+            .unwrap();
+        assert_eq!(sydney["time_zone"], "Australia/Sydney");
+        assert_eq!(sydney["country"], "AU");
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_json_carries_exactly_the_requested_metrics_with_units() {
+        let server = start().await;
+        let run = run(quartet_weather(&server).args([
+            "--output",
+            "json",
+            "weather",
+            "get",
+            "madrid",
+            "--metric",
+            "min",
+            "--metric",
+            "pressure",
+            "--at",
+            "2024-06-01T12:00:00Z",
+        ]))
+        .await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let reading: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
+        assert_eq!(reading["station_id"], "madrid");
+        assert_eq!(reading["observed_at"], "2024-06-01T12:00:00Z");
+        assert_eq!(reading["source"], "simulated");
+        assert_eq!(reading["min_temperature"]["unit"], "°C");
+        assert_eq!(reading["pressure"]["unit"], "hPa");
+        assert!(reading["pressure"]["value"].as_f64().unwrap() > 900.0);
+        // Not asked for: absent, not zero.
+        assert!(reading.get("max_temperature").is_none(), "{reading}");
+        assert!(reading.get("rainfall").is_none(), "{reading}");
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_at_a_local_time_reads_that_instant_in_the_station_zone() {
+        let server = start().await;
+        let local = run(quartet_weather(&server).args([
+            "weather",
+            "get",
+            "madrid",
+            "--at",
+            "2024-06-01 14:00",
+        ]))
+        .await;
+        assert_eq!(local.code, Some(0), "{}", local.stderr);
+        assert!(
+            local
+                .stdout
+                .contains("station      madrid (Madrid Retiro, ES)\n"),
+            "{}",
+            local.stdout
+        );
+        assert!(
+            local
+                .stdout
+                .contains("observed at  2024-06-01T14:00:00+02:00\n"),
+            "{}",
+            local.stdout
+        );
+        for unit in [" °C\n", " hPa\n", " mm\n"] {
+            assert!(local.stdout.contains(unit), "{unit}: {}", local.stdout);
+        }
+        // The same instant in UTC gives the same reading.
+        let utc = run(quartet_weather(&server).args([
+            "weather",
+            "get",
+            "madrid",
+            "--at",
+            "2024-06-01T12:00:00Z",
+        ]))
+        .await;
+        assert_eq!(utc.stdout, local.stdout);
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_reads_exit_one_and_bad_times_exit_two() {
+        let server = start().await;
+        let unknown = run(quartet_weather(&server).args(["weather", "get", "atlantis"])).await;
+        assert_eq!(unknown.code, Some(1));
+        assert!(
+            unknown.stderr.starts_with("error: NOT_FOUND: "),
+            "{}",
+            unknown.stderr
+        );
+
+        let too_fast =
+            run(quartet_weather(&server).args(["weather", "watch", "madrid", "--every", "10ms"]))
+                .await;
+        assert_eq!(too_fast.code, Some(1));
+        assert!(
+            too_fast
+                .stderr
+                .starts_with("error: INVALID_ARGUMENT: interval"),
+            "{}",
+            too_fast.stderr
+        );
+
+        let bad_time =
+            run(quartet_weather(&server).args(["weather", "get", "madrid", "--at", "soon"])).await;
+        assert_eq!(bad_time.code, Some(2), "{}", bad_time.stderr);
+        let bad_metric = run(
+            quartet_weather(&server).args(["weather", "get", "madrid", "--metric", "humidity"])
+        )
+        .await;
+        assert_eq!(bad_metric.code, Some(2), "{}", bad_metric.stderr);
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn watch_prints_one_line_per_reading_with_units() {
+        let server = start().await;
+        let run = run(quartet_weather(&server).args([
+            "weather", "watch", "tokyo", "--every", "100ms", "--count", "3", "--metric", "max",
+            "--metric", "rain",
+        ]))
+        .await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", run.stdout);
+        for line in lines {
+            // 2026-11-23T20:03:32.890+09:00 tokyo  max 12.4 °C  rainfall 0.0 mm
+            assert!(line.contains("+09:00 tokyo  max "), "{line}");
+            assert!(line.contains(" °C  rainfall "), "{line}");
+            assert!(line.ends_with(" mm"), "{line}");
+            assert!(!line.contains("pressure"), "{line}");
+        }
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn watch_resumes_by_itself_after_the_server_restarts_on_the_same_port() {
+        let first = start().await;
+        let addr = first.local_addr();
+        let mut child = quartet_weather(&first)
+            .args([
+                "weather", "watch", "london", "--every", "100ms", "--count", "6",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..2 {
+            let line = timeout(DEADLINE, lines.next_line())
+                .await
+                .expect("no reading")
+                .unwrap();
+            assert!(line.unwrap().contains(" london  min "));
+        }
+
+        // The server goes away (its drain ends the stream with UNAVAILABLE),
+        // and a new one comes up on the same address.
+        first.stop().await.unwrap();
+        let second = start_on(addr).await;
+
+        let mut after = Vec::new();
+        for _ in 0..4 {
+            let line = timeout(DEADLINE, lines.next_line())
+                .await
+                .expect("the watch did not resume")
+                .unwrap()
+                .expect("the watch ended early");
+            after.push(line);
+        }
+        assert!(
+            after.iter().all(|line| line.contains(" london  min ")),
+            "{after:?}"
+        );
+        let output = timeout(DEADLINE, child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("note: watch interrupted (UNAVAILABLE"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("note: watch resumed"), "{stderr}");
+        second.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_all_runs_weather_beside_transform() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quartet"))
+            .args([
+                "serve",
+                "all",
+                "--transform-listen",
+                "127.0.0.1:0",
+                "--weather-listen",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .env_remove("QUARTET_OBSERVATIONS")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut weather_addr = None;
+        for _ in 0..2 {
+            let line = timeout(DEADLINE, lines.next_line())
+                .await
+                .expect("serve never announced")
+                .unwrap()
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("weather listening on ") {
+                weather_addr = Some(addr.to_owned());
+            }
+        }
+        let addr = weather_addr.expect("weather was not announced");
+        let mut call = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        call.args([
+            "--weather-addr",
+            &format!("http://{addr}"),
+            "weather",
+            "get",
+            "nairobi",
+            "--metric",
+            "pressure",
+        ]);
+        let answer = run(&mut call).await;
+        assert_eq!(answer.code, Some(0), "{}", answer.stderr);
+        assert!(answer.stdout.contains("pressure     "), "{}", answer.stdout);
+
+        let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        let status = timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn serve_refuses_a_bad_observations_file_before_serving() {
+        let output = timeout(
+            DEADLINE,
+            Command::new(env!("CARGO_BIN_EXE_quartet"))
+                .args([
+                    "serve",
+                    "weather",
+                    "--weather-listen",
+                    "127.0.0.1:0",
+                    "--observations",
+                    "/no/such/file.csv",
+                ])
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot read observations from /no/such/file.csv"),
+            "{stderr}"
+        );
+    }
 }
