@@ -316,9 +316,12 @@ async fn watch_sends_a_reading_now_then_one_every_interval() {
     assert!(elapsed >= interval * 5, "{elapsed:?}");
     let times: Vec<i64> = received.iter().map(millis).collect();
     for pair in times.windows(2) {
-        // The tokio timer has millisecond resolution.
-        assert!(pair[1] - pair[0] >= 99, "{times:?}");
+        // Ticks are 100 ms apart; a reading is stamped when its tick is
+        // served, which a loaded machine may delay by a few milliseconds. A
+        // burst would show gaps near zero.
+        assert!(pair[1] - pair[0] >= 50, "{times:?}");
     }
+    assert!(times[5] - times[0] >= 490, "{times:?}");
     server.stop().await.unwrap();
 }
 
@@ -343,7 +346,9 @@ async fn watch_without_an_interval_reads_every_second() {
         .unwrap();
     assert_eq!(present(&first), ALL);
     let gap = millis(&second) - millis(&first);
-    assert!((999..1500).contains(&gap), "{gap} ms");
+    // The first reading is taken before the schedule starts, so the gap is at
+    // least the interval; the upper bound only tells 1 s from a longer default.
+    assert!((999..2500).contains(&gap), "{gap} ms");
     server.stop().await.unwrap();
 }
 
