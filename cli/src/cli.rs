@@ -12,7 +12,7 @@ use crate::{
     connect::{Credentials, parse_address},
     db, health,
     output::OutputFormat,
-    serve, transform,
+    serve, transform, weather,
 };
 
 /// The Quartet command line: call every service, check health, run servers.
@@ -48,6 +48,9 @@ pub(crate) struct ClientOptions {
     /// Address of the people database.
     #[arg(long, global = true, env = "QUARTET_DATABASE_ADDR", default_value = "http://127.0.0.1:50052", value_parser = parse_address)]
     pub(crate) database_addr: String,
+    /// Address of the weather service.
+    #[arg(long, global = true, env = "QUARTET_WEATHER_ADDR", default_value = "http://127.0.0.1:50053", value_parser = parse_address)]
+    pub(crate) weather_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +59,8 @@ enum Command {
     Transform(transform::TransformArgs),
     /// Create, read, update, delete, list, watch and import people (the database).
     Db(db::DbArgs),
+    /// Weather stations and their readings, once or periodically (the weather service).
+    Weather(weather::WeatherArgs),
     /// Check servers' health, with grpc_health_probe's exit codes.
     Health(health::HealthArgs),
     /// Load-test a service and report throughput and latency.
@@ -86,6 +91,7 @@ impl Cli {
         match self.command {
             Command::Transform(args) => transform::run(&self.client, args).await,
             Command::Db(args) => db::run(&self.client, args).await,
+            Command::Weather(args) => weather::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::Bench(args) => bench::run(&self.client, args).await,
@@ -108,6 +114,7 @@ impl Command {
         match self {
             Self::Transform(_) => "transform",
             Self::Db(_) => "db",
+            Self::Weather(_) => "weather",
             Self::Health(_) => "health",
             Self::Bench(_) => "bench",
             Self::Serve(_) => "serve",

@@ -124,6 +124,11 @@ impl Credentials {
     }
 }
 
+/// How often an idle connection is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection counts as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connects to `address`, waiting at most `timeout`. A failure is UNAVAILABLE,
 /// as gRPC clients report an unreachable server.
 pub(crate) async fn connect(
@@ -133,7 +138,13 @@ pub(crate) async fn connect(
 ) -> Result<Connection, Status> {
     let mut endpoint = Endpoint::from_shared(address.to_owned())
         .map_err(|error| Status::invalid_argument(format!("{address}: {error}")))?
-        .connect_timeout(timeout);
+        .connect_timeout(timeout)
+        // Pings find a server that vanished without closing the connection (a
+        // crashed host, a dropped network), so a long watch fails and resumes
+        // instead of waiting forever.
+        .http2_keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .keep_alive_while_idle(true);
     if let Some(tls) = credentials.tls_config(address)? {
         endpoint = endpoint.tls_config(tls).map_err(|error| {
             Status::invalid_argument(format!("{address}: {}", error_chain(&error)))

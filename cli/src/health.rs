@@ -8,6 +8,7 @@ use clap::Args;
 use quartet_proto::{
     database::v1::people_service_server::SERVICE_NAME as DATABASE,
     transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM,
+    weather::v1::weather_service_server::SERVICE_NAME as WEATHER,
 };
 use serde::Serialize;
 use tonic_health::pb::{
@@ -29,7 +30,7 @@ const NOT_SERVING: u8 = 4;
 
 #[derive(Debug, Args)]
 pub(crate) struct HealthArgs {
-    /// Which service to ask about: a Quartet service (`transform`), a full gRPC
+    /// Which service to ask about: a Quartet service (`transform`, `weather`), a full gRPC
     /// service name, or "" for the server as a whole. Without it, every Quartet
     /// service is checked at its configured address.
     #[arg(long)]
@@ -74,6 +75,11 @@ fn known_services(client: &ClientOptions) -> Vec<KnownService> {
             short: "database",
             full: DATABASE,
             address: client.database_addr.clone(),
+        },
+        KnownService {
+            short: "weather",
+            full: WEATHER,
+            address: client.weather_addr.clone(),
         },
     ]
 }

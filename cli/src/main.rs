@@ -6,7 +6,8 @@
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
 //! - `table`: aligned text tables.
-//! - one module per command family: `transform`, `db`, `health`, `serve`, `bench`.
+//! - one module per command family: `transform`, `db`, `weather`, `health`,
+//!   `serve`, `bench`.
 
 mod bench;
 mod cli;
@@ -18,6 +19,7 @@ mod output;
 mod serve;
 mod table;
 mod transform;
+mod weather;
 
 use std::process::ExitCode;
 

@@ -26,6 +26,17 @@ impl Printer {
         Self { format }
     }
 
+    /// Prints a heading (a table's column names) in text mode only: JSON
+    /// readers want objects, nothing else.
+    pub(crate) fn heading(&self, text: &str) -> io::Result<()> {
+        if self.format == OutputFormat::Json {
+            return Ok(());
+        }
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+
     /// Prints `text` in text mode, or `value` as JSON.
     pub(crate) fn print<T: Serialize>(&self, text: &str, value: &T) -> io::Result<()> {
         let mut stdout = io::stdout().lock();
@@ -37,5 +48,14 @@ impl Printer {
             }
         }
         stdout.flush()
+    }
+}
+
+/// Tells the user something on stderr without ending the command (a watch
+/// reconnecting); stdout stays for results.
+pub(crate) fn notice(message: &str) {
+    #[allow(clippy::print_stderr)] // The one place the CLI talks on stderr besides failures.
+    {
+        eprintln!("note: {message}");
     }
 }

@@ -7,6 +7,7 @@ use std::{net::SocketAddr, process::ExitCode};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use quartet_runtime::{ServerOptions, Shutdown};
+use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
 
 #[derive(Debug, Args)]
@@ -31,6 +32,18 @@ pub(crate) struct ServeArgs {
     )]
     database_listen: SocketAddr,
 
+    /// Where the weather service listens.
+    #[arg(
+        long,
+        env = "QUARTET_WEATHER_LISTEN",
+        default_value = "127.0.0.1:50053"
+    )]
+    weather_listen: SocketAddr,
+
+    /// The weather service's provider and limits.
+    #[command(flatten)]
+    weather: WeatherOptions,
+
     #[command(flatten)]
     store: quartet_database::StoreOptions,
 
@@ -46,6 +59,8 @@ enum Service {
     Transform,
     /// The people database.
     Database,
+    /// The weather service.
+    Weather,
 }
 
 impl ServeArgs {
@@ -75,6 +90,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot open the people store")?;
         let server = quartet_database::server(args.server.clone(), shutdown.clone(), store)
             .bind(args.database_listen)
+            .await?;
+        bound.push(server);
+    }
+    if args.wants(Service::Weather) {
+        let server = quartet_weather::server(args.server.clone(), shutdown.clone(), &args.weather)?
+            .bind(args.weather_listen)
             .await?;
         bound.push(server);
     }

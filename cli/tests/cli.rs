@@ -26,7 +26,11 @@ async fn start(options: ServerOptions) -> RunningServer {
 }
 
 /// Every service address the CLI knows.
-const ADDRESS_VARIABLES: [&str; 2] = ["QUARTET_TRANSFORM_ADDR", "QUARTET_DATABASE_ADDR"];
+const ADDRESS_VARIABLES: [&str; 3] = [
+    "QUARTET_TRANSFORM_ADDR",
+    "QUARTET_DATABASE_ADDR",
+    "QUARTET_WEATHER_ADDR",
+];
 
 /// The CLI with every service address pointed at `server`, so nothing on the
 /// machine's default ports leaks into a test.
@@ -556,7 +560,7 @@ mod db {
 }
 
 #[tokio::test]
-async fn serve_all_runs_transform_and_database() {
+async fn serve_all_runs_every_service() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quartet"))
         .args([
@@ -565,18 +569,21 @@ async fn serve_all_runs_transform_and_database() {
             "127.0.0.1:0",
             "--database-listen",
             "127.0.0.1:0",
+            "--weather-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data.path())
         .env("RUST_LOG", "warn")
         .env_remove("QUARTET_DATABASE_URL")
+        .env_remove("QUARTET_OBSERVATIONS")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut announced = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         announced.push(
             timeout(DEADLINE, lines.next_line())
                 .await
@@ -598,11 +605,32 @@ async fn serve_all_runs_transform_and_database() {
         &address("transform"),
         "--database-addr",
         &address("database"),
+        "--weather-addr",
+        &address("weather"),
         "health",
     ]);
     let report = run(&mut health).await;
     assert_eq!(report.code, Some(0), "{}", report.stdout);
-    assert!(report.stdout.contains("database"), "{}", report.stdout);
+    assert_eq!(
+        report.stdout.matches(" SERVING").count(),
+        3,
+        "{}",
+        report.stdout
+    );
+
+    let mut call = Command::new(env!("CARGO_BIN_EXE_quartet"));
+    call.args([
+        "--weather-addr",
+        &address("weather"),
+        "weather",
+        "get",
+        "nairobi",
+        "--metric",
+        "pressure",
+    ]);
+    let answer = run(&mut call).await;
+    assert_eq!(answer.code, Some(0), "{}", answer.stderr);
+    assert!(answer.stdout.contains("pressure     "), "{}", answer.stdout);
 
     let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
@@ -713,5 +741,286 @@ mod security {
         let refused = run(&mut anonymous).await;
         assert_eq!(refused.code, Some(1), "{}", refused.stdout);
         server.stop().await.unwrap();
+    }
+}
+
+mod weather {
+    use super::*;
+    use quartet_weather::WeatherOptions;
+
+    pub(super) async fn start() -> RunningServer {
+        start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: std::net::SocketAddr) -> RunningServer {
+        quartet_weather::server(
+            ServerOptions::default(),
+            Shutdown::new(),
+            &WeatherOptions::default(),
+        )
+        .unwrap()
+        .bind(addr)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+    }
+
+    /// The CLI pointed at a weather server, with no QUARTET_* settings leaking in.
+    fn quartet_weather(server: &RunningServer) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
+        command
+            .env_remove("QUARTET_OUTPUT")
+            .env_remove("QUARTET_TIMEOUT")
+            .env_remove("QUARTET_TRANSFORM_ADDR")
+            .env("QUARTET_WEATHER_ADDR", server.url())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    #[tokio::test]
+    async fn stations_print_a_table_or_one_json_object_each() {
+        let server = start().await;
+        let table = run(quartet_weather(&server).args(["weather", "stations"])).await;
+        assert_eq!(table.code, Some(0), "{}", table.stderr);
+        let lines: Vec<&str> = table.stdout.lines().collect();
+        assert!(lines[0].starts_with("ID "), "{}", lines[0]);
+        assert!(lines[0].contains("TIME ZONE"));
+        let madrid = lines
+            .iter()
+            .find(|line| line.starts_with("madrid "))
+            .unwrap();
+        assert!(madrid.contains("Madrid Retiro"), "{madrid}");
+        assert!(madrid.contains("667 m"), "{madrid}");
+        assert!(madrid.ends_with("Europe/Madrid"), "{madrid}");
+
+        let json =
+            run(quartet_weather(&server).args(["--output", "json", "weather", "stations"])).await;
+        let stations: Vec<serde_json::Value> = json
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            stations.len(),
+            lines.len() - 1,
+            "one object per station, no heading"
+        );
+        assert!(stations.len() >= 12);
+        let sydney = stations
+            .iter()
+            .find(|station| station["id"] == "sydney")
+            .unwrap();
+        assert_eq!(sydney["time_zone"], "Australia/Sydney");
+        assert_eq!(sydney["country"], "AU");
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_json_carries_exactly_the_requested_metrics_with_units() {
+        let server = start().await;
+        let run = run(quartet_weather(&server).args([
+            "--output",
+            "json",
+            "weather",
+            "get",
+            "madrid",
+            "--metric",
+            "min",
+            "--metric",
+            "pressure",
+            "--at",
+            "2024-06-01T12:00:00Z",
+        ]))
+        .await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let reading: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
+        assert_eq!(reading["station_id"], "madrid");
+        assert_eq!(reading["observed_at"], "2024-06-01T12:00:00Z");
+        assert_eq!(reading["source"], "simulated");
+        assert_eq!(reading["min_temperature"]["unit"], "°C");
+        assert_eq!(reading["pressure"]["unit"], "hPa");
+        assert!(reading["pressure"]["value"].as_f64().unwrap() > 900.0);
+        // Not asked for: absent, not zero.
+        assert!(reading.get("max_temperature").is_none(), "{reading}");
+        assert!(reading.get("rainfall").is_none(), "{reading}");
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn get_at_a_local_time_reads_that_instant_in_the_station_zone() {
+        let server = start().await;
+        let local = run(quartet_weather(&server).args([
+            "weather",
+            "get",
+            "madrid",
+            "--at",
+            "2024-06-01 14:00",
+        ]))
+        .await;
+        assert_eq!(local.code, Some(0), "{}", local.stderr);
+        assert!(
+            local
+                .stdout
+                .contains("station      madrid (Madrid Retiro, ES)\n"),
+            "{}",
+            local.stdout
+        );
+        assert!(
+            local
+                .stdout
+                .contains("observed at  2024-06-01T14:00:00+02:00\n"),
+            "{}",
+            local.stdout
+        );
+        for unit in [" °C\n", " hPa\n", " mm\n"] {
+            assert!(local.stdout.contains(unit), "{unit}: {}", local.stdout);
+        }
+        // The same instant in UTC gives the same reading.
+        let utc = run(quartet_weather(&server).args([
+            "weather",
+            "get",
+            "madrid",
+            "--at",
+            "2024-06-01T12:00:00Z",
+        ]))
+        .await;
+        assert_eq!(utc.stdout, local.stdout);
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_reads_exit_one_and_bad_times_exit_two() {
+        let server = start().await;
+        let unknown = run(quartet_weather(&server).args(["weather", "get", "atlantis"])).await;
+        assert_eq!(unknown.code, Some(1));
+        assert!(
+            unknown.stderr.starts_with("error: NOT_FOUND: "),
+            "{}",
+            unknown.stderr
+        );
+
+        let too_fast =
+            run(quartet_weather(&server).args(["weather", "watch", "madrid", "--every", "10ms"]))
+                .await;
+        assert_eq!(too_fast.code, Some(1));
+        assert!(
+            too_fast
+                .stderr
+                .starts_with("error: INVALID_ARGUMENT: interval"),
+            "{}",
+            too_fast.stderr
+        );
+
+        let bad_time =
+            run(quartet_weather(&server).args(["weather", "get", "madrid", "--at", "soon"])).await;
+        assert_eq!(bad_time.code, Some(2), "{}", bad_time.stderr);
+        let bad_metric = run(
+            quartet_weather(&server).args(["weather", "get", "madrid", "--metric", "humidity"])
+        )
+        .await;
+        assert_eq!(bad_metric.code, Some(2), "{}", bad_metric.stderr);
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn watch_prints_one_line_per_reading_with_units() {
+        let server = start().await;
+        let run = run(quartet_weather(&server).args([
+            "weather", "watch", "tokyo", "--every", "100ms", "--count", "3", "--metric", "max",
+            "--metric", "rain",
+        ]))
+        .await;
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", run.stdout);
+        for line in lines {
+            // 2026-11-23T20:03:32.890+09:00 tokyo  max 12.4 °C  rainfall 0.0 mm
+            assert!(line.contains("+09:00 tokyo  max "), "{line}");
+            assert!(line.contains(" °C  rainfall "), "{line}");
+            assert!(line.ends_with(" mm"), "{line}");
+            assert!(!line.contains("pressure"), "{line}");
+        }
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn watch_resumes_by_itself_after_the_server_restarts_on_the_same_port() {
+        let first = start().await;
+        let addr = first.local_addr();
+        let mut child = quartet_weather(&first)
+            .args([
+                "weather", "watch", "london", "--every", "100ms", "--count", "6",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for _ in 0..2 {
+            let line = timeout(DEADLINE, lines.next_line())
+                .await
+                .expect("no reading")
+                .unwrap();
+            assert!(line.unwrap().contains(" london  min "));
+        }
+
+        // The server goes away (its drain ends the stream with UNAVAILABLE),
+        // and a new one comes up on the same address.
+        first.stop().await.unwrap();
+        let second = start_on(addr).await;
+
+        let mut after = Vec::new();
+        for _ in 0..4 {
+            let line = timeout(DEADLINE, lines.next_line())
+                .await
+                .expect("the watch did not resume")
+                .unwrap()
+                .expect("the watch ended early");
+            after.push(line);
+        }
+        assert!(
+            after.iter().all(|line| line.contains(" london  min ")),
+            "{after:?}"
+        );
+        let output = timeout(DEADLINE, child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains("note: watch interrupted (UNAVAILABLE"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("note: watch resumed"), "{stderr}");
+        second.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_refuses_a_bad_observations_file_before_serving() {
+        let output = timeout(
+            DEADLINE,
+            Command::new(env!("CARGO_BIN_EXE_quartet"))
+                .args([
+                    "serve",
+                    "weather",
+                    "--weather-listen",
+                    "127.0.0.1:0",
+                    "--observations",
+                    "/no/such/file.csv",
+                ])
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot read observations from /no/such/file.csv"),
+            "{stderr}"
+        );
     }
 }

@@ -1,0 +1,73 @@
+//! # quartet-weather
+//!
+//! The weather service: the classic "ask the remote weather server" exercise
+//! over gRPC (`quartet.weather.v1.WeatherService`). Clients list stations, read
+//! any subset of minimum temperature, maximum temperature, pressure and
+//! rainfall at a time, or watch readings at an interval on a server stream.
+//!
+//! # Layout
+//! - [`reading`]: the domain. [`Station`], [`Metric`], [`MetricSet`],
+//!   [`Reading`], and the bounds on times and intervals; no gRPC here.
+//! - [`provider`]: the [`ReadingProvider`] trait and its implementations:
+//!   [`provider::simulated`] (a deterministic climate model, the default) over
+//!   the [`provider::catalogue`] of stations, and [`provider::observations`]
+//!   (recorded readings from a CSV file).
+//! - [`watch`]: the periodic stream behind `WatchReadings`, and [`OpenWatches`],
+//!   which counts and caps open streams.
+//! - [`error`]: [`WeatherError`] and its one mapping to a gRPC status.
+//! - [`grpc`]: the thin adapter from the generated service trait to the domain.
+//! - [`options`]: the service's own flags (`--observations`, `--max-watches`).
+//! - [`server`] (this file): assembles the service on a [`GrpcServer`].
+//! - `main.rs`: the `quartet-weather` binary.
+
+pub mod error;
+pub mod grpc;
+pub mod options;
+pub mod provider;
+pub mod reading;
+pub mod watch;
+
+use quartet_proto::weather::v1::weather_service_server::WeatherServiceServer;
+use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
+
+pub use error::WeatherError;
+pub use grpc::WeatherHandler;
+pub use options::WeatherOptions;
+pub use provider::ReadingProvider;
+pub use reading::{Metric, MetricSet, Reading, Station};
+pub use watch::OpenWatches;
+
+/// The default gRPC port (DESIGN.md).
+pub const DEFAULT_PORT: u16 = 50053;
+
+/// A server hosting the weather service as `weather` configures it, with the
+/// shared runtime around it. Fails when the observations file is unusable.
+pub fn server(
+    options: ServerOptions,
+    shutdown: Shutdown,
+    weather: &WeatherOptions,
+) -> Result<GrpcServer, WeatherError> {
+    let handler = WeatherHandler::new(
+        weather.provider()?,
+        shutdown.drain_signal(),
+        OpenWatches::new(weather.max_watches),
+    );
+    Ok(server_with_handler(options, shutdown, handler))
+}
+
+/// A server hosting `handler`; tests use it to keep a hand on the handler's
+/// [`OpenWatches`] or to serve a provider of their own.
+pub fn server_with_handler(
+    options: ServerOptions,
+    shutdown: Shutdown,
+    handler: WeatherHandler,
+) -> GrpcServer {
+    let limit = options.limits.max_message_bytes;
+    GrpcServer::new("weather", options, shutdown)
+        .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
+        .add_service(
+            WeatherServiceServer::new(handler)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+}

@@ -1,0 +1,156 @@
+//! The `quartet-weather` binary as deployed: a real process, its announce line,
+//! its gRPC port, what SIGTERM does to an open watch, and how it refuses a bad
+//! observations file.
+
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{process::Stdio, time::Duration};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_proto::weather::v1::{
+    GetReadingRequest, ReadingSource, WatchReadingsRequest,
+    weather_service_client::WeatherServiceClient,
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    time::timeout,
+};
+use tonic::Code;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn weather() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-weather"));
+    command
+        .env_remove("QUARTET_OBSERVATIONS")
+        .env_remove("QUARTET_LISTEN")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the binary on a free port and returns it with its gRPC URL, read
+/// from the line it prints once it is listening.
+async fn spawn_server(extra: &[&str]) -> (Child, String) {
+    let mut child = weather()
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the server never announced itself")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("weather listening on ")
+        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
+    let (mut child, url) = spawn_server(&[]).await;
+    let mut client = WeatherServiceClient::connect(url).await.unwrap();
+    let reading = client
+        .get_reading(GetReadingRequest {
+            station_id: "madrid".into(),
+            ..GetReadingRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reading.source(), ReadingSource::Simulated);
+
+    let mut watch = client
+        .watch_readings(WatchReadingsRequest {
+            station_id: "mumbai".into(),
+            interval: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            ..WatchReadingsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    timeout(DEADLINE, watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+
+    let end = timeout(DEADLINE, watch.message())
+        .await
+        .expect("watch kept open");
+    assert_eq!(end.unwrap_err().code(), Code::Unavailable);
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn serves_the_observations_file_it_is_given() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/data/observations-sample.csv");
+    let (_child, url) = spawn_server(&["--observations", sample]).await;
+    let mut client = WeatherServiceClient::connect(url).await.unwrap();
+    let reading = client
+        .get_reading(GetReadingRequest {
+            station_id: "london".into(),
+            ..GetReadingRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reading.source(), ReadingSource::Observed);
+}
+
+#[tokio::test]
+async fn a_bad_observations_file_stops_the_start_naming_line_and_column() {
+    let dir = std::env::temp_dir().join(format!("quartet-weather-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("broken.csv");
+    std::fs::write(
+        &file,
+        "station,observed_at,min_temperature_c\nmadrid,2024-01-01T09:00:00Z,cold\n",
+    )
+    .unwrap();
+    let output = timeout(
+        DEADLINE,
+        weather()
+            .args(["--listen", "127.0.0.1:0", "--observations"])
+            .arg(&file)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "announced despite the bad file");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2, column 3 (min_temperature_c): \"cold\" is not a number"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_flags_exit_with_usage_code_two() {
+    let output = weather()
+        .args(["--max-watches", "many"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-watches"));
+}
