@@ -45,6 +45,11 @@ impl WeatherHandler {
         }
     }
 
+    /// The open watch streams, for metrics.
+    pub fn watches(&self) -> &OpenWatches {
+        &self.watches
+    }
+
     /// The station's id as the provider spells it, or why it cannot be read.
     fn station(&self, id: &str) -> Result<&'static str, WeatherError> {
         if id.is_empty() {

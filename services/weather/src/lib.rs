@@ -63,6 +63,11 @@ pub fn server_with_handler(
     handler: WeatherHandler,
 ) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
+    options.metrics.register(
+        "weather_watches",
+        "Watch streams open now",
+        handler.watches().gauge(),
+    );
     GrpcServer::new("weather", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
         .add_service(

@@ -19,6 +19,7 @@
 //! stale ones (`Burst`), nor a reading squeezed in right after a late one to
 //! catch up with the old grid (`Skip`).
 
+use prometheus_client::metrics::gauge::Gauge;
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{Stream, StreamExt as _, stream};
@@ -43,11 +44,12 @@ pub const DEFAULT_MAX_WATCHES: usize = 50_000;
 
 /// The watch streams open on a server: counted so the server can refuse more
 /// than its cap with RESOURCE_EXHAUSTED, and observable, so tests (and one
-/// day metrics) see streams come and go.
+/// metrics, as `quartet_weather_watches`) see streams come and go.
 #[derive(Debug, Clone)]
 pub struct OpenWatches {
     count: Arc<watch::Sender<usize>>,
     limit: usize,
+    gauge: Gauge,
 }
 
 impl OpenWatches {
@@ -56,6 +58,7 @@ impl OpenWatches {
         Self {
             count: Arc::new(watch::Sender::new(0)),
             limit,
+            gauge: Gauge::default(),
         }
     }
 
@@ -71,12 +74,18 @@ impl OpenWatches {
             }
         });
         if opened {
+            self.gauge.inc();
             Ok(WatchPermit {
                 watches: self.clone(),
             })
         } else {
             Err(WeatherError::TooManyWatches { limit: self.limit })
         }
+    }
+
+    /// The gauge that mirrors the count, for a metrics registry.
+    pub fn gauge(&self) -> Gauge {
+        self.gauge.clone()
     }
 
     /// How many streams are open now.
@@ -101,6 +110,7 @@ pub struct WatchPermit {
 impl Drop for WatchPermit {
     fn drop(&mut self) {
         self.watches.count.send_modify(|count| *count -= 1);
+        self.watches.gauge.dec();
     }
 }
 

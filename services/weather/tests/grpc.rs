@@ -652,3 +652,46 @@ async fn a_server_built_on_a_provider_of_our_own_serves_it() {
     assert_eq!(reading.pressure.unwrap().value, 990.5);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn open_watches_are_exported_as_a_gauge() {
+    let options = ServerOptions::default();
+    let metrics = options.metrics.clone();
+    let shutdown = Shutdown::new();
+    let watches = OpenWatches::new(10);
+    let handler = WeatherHandler::new(
+        WeatherOptions::default().provider().unwrap(),
+        shutdown.drain_signal(),
+        watches.clone(),
+    );
+    let server = quartet_weather::server_with_handler(options, shutdown, handler)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let mut client = client(&server).await;
+    let stream = client
+        .watch_readings(WatchReadingsRequest {
+            station_id: "madrid".into(),
+            metrics: Vec::new(),
+            interval: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    timeout(DEADLINE, watches.wait_for(|open| *open == 1))
+        .await
+        .unwrap();
+    assert!(
+        metrics.encode().contains("quartet_weather_watches 1\n"),
+        "{}",
+        metrics.encode()
+    );
+    drop(stream);
+    timeout(DEADLINE, watches.wait_for(|open| *open == 0))
+        .await
+        .unwrap();
+    assert!(metrics.encode().contains("quartet_weather_watches 0\n"));
+    server.stop().await.unwrap();
+}
