@@ -140,17 +140,8 @@ impl NatsBackplane {
             )))?;
         let jetstream = jetstream::new(client.clone());
         let bucket = format!("{}_chat_members", options.prefix);
-        let members = jetstream
-            .create_key_value(kv::Config {
-                bucket: bucket.clone(),
-                description: "quartet chat: nick claims per room".to_owned(),
-                history: 1,
-                max_age: MEMBER_TTL,
-                storage: StorageType::File,
-                ..kv::Config::default()
-            })
+        let members = open_claims_bucket(&jetstream, &bucket)
             .await
-            .map_err(|error| error.to_string())
             .map_err(backplane_error(&format!("cannot open bucket {bucket}")))?;
         let stop = CancellationToken::new();
         let backplane = Self {
@@ -363,6 +354,37 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(text, "{byte:02x}");
     }
     text
+}
+
+/// Opens (creating if needed) the KV bucket of nick claims. The bucket's stream
+/// is created here with the layout a KV bucket has, rather than with
+/// `create_key_value`, which first reads account fields NATS servers before
+/// 2.10 do not send.
+async fn open_claims_bucket(
+    jetstream: &jetstream::Context,
+    bucket: &str,
+) -> Result<kv::Store, String> {
+    jetstream
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("quartet chat: nick claims per room".to_owned()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: MEMBER_TTL,
+            storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            num_replicas: 1,
+            ..stream::Config::default()
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    jetstream
+        .get_key_value(bucket)
+        .await
+        .map_err(|error| error.to_string())
 }
 
 fn decode_hex(hex: &str) -> Option<String> {
