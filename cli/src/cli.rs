@@ -5,7 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::{connect::parse_address, health, output::OutputFormat, serve, transform};
+use crate::{chat, connect::parse_address, health, output::OutputFormat, serve, transform};
 
 /// The Quartet command line: call every service, check health, run servers.
 #[derive(Debug, Parser)]
@@ -31,12 +31,18 @@ pub(crate) struct ClientOptions {
     /// Address of the transform service.
     #[arg(long, global = true, env = "QUARTET_TRANSFORM_ADDR", default_value = "http://127.0.0.1:50051", value_parser = parse_address)]
     pub(crate) transform_addr: String,
+
+    /// Address of the chat service.
+    #[arg(long, global = true, env = "QUARTET_CHAT_ADDR", default_value = "http://127.0.0.1:50054", value_parser = parse_address)]
+    pub(crate) chat_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Upper-case, lower-case or reverse text (the transform service).
     Transform(transform::TransformArgs),
+    /// Join a chat room: type lines, see everyone's; `bye` or Ctrl-D leaves.
+    Chat(chat::ChatArgs),
     /// Check servers' health, with grpc_health_probe's exit codes.
     Health(health::HealthArgs),
     /// Run servers in this process, for local use.
@@ -52,6 +58,7 @@ impl Cli {
     pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Transform(args) => transform::run(&self.client, args).await,
+            Command::Chat(args) => chat::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Completions { shell } => {

@@ -5,7 +5,10 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use quartet_proto::transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM;
+use quartet_proto::{
+    chat::v1::chat_service_server::SERVICE_NAME as CHAT,
+    transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM,
+};
 use serde::Serialize;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -26,7 +29,7 @@ const NOT_SERVING: u8 = 4;
 
 #[derive(Debug, Args)]
 pub(crate) struct HealthArgs {
-    /// Which service to ask about: a Quartet service (`transform`), a full gRPC
+    /// Which service to ask about: a Quartet service (`transform`, `chat`), a full gRPC
     /// service name, or "" for the server as a whole. Without it, every Quartet
     /// service is checked at its configured address.
     #[arg(long)]
@@ -61,11 +64,18 @@ struct KnownService {
 }
 
 fn known_services(client: &ClientOptions) -> Vec<KnownService> {
-    vec![KnownService {
-        short: "transform",
-        full: TRANSFORM,
-        address: client.transform_addr.clone(),
-    }]
+    vec![
+        KnownService {
+            short: "transform",
+            full: TRANSFORM,
+            address: client.transform_addr.clone(),
+        },
+        KnownService {
+            short: "chat",
+            full: CHAT,
+            address: client.chat_addr.clone(),
+        },
+    ]
 }
 
 fn targets(client: &ClientOptions, args: HealthArgs) -> anyhow::Result<Vec<Target>> {

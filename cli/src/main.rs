@@ -5,8 +5,9 @@
 //! - `connect`: turning an address flag into a tonic channel, with timeouts.
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
-//! - one module per command family: `transform`, `health`, `serve`.
+//! - one module per command family: `transform`, `chat`, `health`, `serve`.
 
+mod chat;
 mod cli;
 mod connect;
 mod failure;

@@ -6,6 +6,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
 use tokio::task::JoinSet;
 
@@ -23,6 +24,14 @@ pub(crate) struct ServeArgs {
     )]
     transform_listen: SocketAddr,
 
+    /// Where the chat service listens.
+    #[arg(long, env = "QUARTET_CHAT_LISTEN", default_value = "127.0.0.1:50054")]
+    chat_listen: SocketAddr,
+
+    /// Chat's backplane: in-process, or NATS with --nats-url.
+    #[command(flatten)]
+    chat_backplane: BackplaneOptions,
+
     #[command(flatten)]
     telemetry: TelemetryOptions,
 
@@ -36,6 +45,8 @@ enum Service {
     All,
     /// The transform service.
     Transform,
+    /// The chat service.
+    Chat,
 }
 
 impl ServeArgs {
@@ -54,6 +65,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let server = quartet_transform::server(args.server.clone(), shutdown.clone())
             .bind(args.transform_listen)
             .await?;
+        bound.push(server);
+    }
+    if args.wants(Service::Chat) {
+        let server = quartet_chat::server_with_backplane(
+            args.server.clone(),
+            shutdown.clone(),
+            ChatConfig::default(),
+            &args.chat_backplane,
+        )
+        .await
+        .context("cannot start the chat backplane")?
+        .bind(args.chat_listen)
+        .await?;
         bound.push(server);
     }
 

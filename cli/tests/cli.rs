@@ -25,6 +25,22 @@ async fn start(options: ServerOptions) -> RunningServer {
         .unwrap()
 }
 
+async fn start_chat() -> RunningServer {
+    let config = quartet_chat::ChatConfig::default();
+    let hub = std::sync::Arc::new(quartet_chat::RoomHub::new(config.hub_limits()));
+    quartet_chat::server(
+        ServerOptions::default(),
+        Shutdown::new(),
+        config,
+        std::sync::Arc::new(quartet_chat::LocalBackplane::new(hub)),
+    )
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn()
+    .unwrap()
+}
+
 /// The CLI pointed at `server`, with no QUARTET_* settings leaking in.
 fn quartet(server: &RunningServer) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
@@ -32,6 +48,7 @@ fn quartet(server: &RunningServer) -> Command {
         .env_remove("QUARTET_OUTPUT")
         .env_remove("QUARTET_TIMEOUT")
         .env("QUARTET_TRANSFORM_ADDR", server.url())
+        .env_remove("QUARTET_CHAT_ADDR")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -240,9 +257,21 @@ mod health {
     #[tokio::test]
     async fn serving_exits_zero() {
         let server = start(ServerOptions::default()).await;
-        let run = run(quartet(&server).arg("health")).await;
+        let chat = start_chat().await;
+        let run = run(quartet(&server)
+            .env("QUARTET_CHAT_ADDR", chat.url())
+            .arg("health"))
+        .await;
         assert_eq!(run.code, Some(0), "{}", run.stderr);
-        assert_eq!(run.stdout, format!("transform {} SERVING\n", server.url()));
+        assert_eq!(
+            run.stdout,
+            format!(
+                "transform {} SERVING\nchat {} SERVING\n",
+                server.url(),
+                chat.url()
+            )
+        );
+        chat.stop().await.unwrap();
 
         let named = self::run(quartet(&server).args(["health", "--service", "transform"])).await;
         assert_eq!(named.code, Some(0), "{}", named.stderr);
@@ -329,6 +358,52 @@ async fn serve_runs_transform_until_sigterm_then_exits_zero() {
     ]);
     let answer = run(&mut call).await;
     assert_eq!(answer.stdout, "OK\n", "{}", answer.stderr);
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn serve_runs_chat_until_sigterm_then_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet"))
+        .args(["serve", "chat", "--chat-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("QUARTET_NATS_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let announced = timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("serve never announced")
+        .unwrap()
+        .unwrap();
+    let addr = announced
+        .strip_prefix("chat listening on ")
+        .expect(&announced)
+        .to_owned();
+
+    let mut check = Command::new(env!("CARGO_BIN_EXE_quartet"));
+    check.args([
+        "--chat-addr",
+        &format!("http://{addr}"),
+        "health",
+        "--service",
+        "chat",
+    ]);
+    let answer = run(&mut check).await;
+    assert_eq!(answer.code, Some(0), "{}{}", answer.stdout, answer.stderr);
+    assert!(
+        answer.stdout.starts_with("chat http://"),
+        "{}",
+        answer.stdout
+    );
 
     let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();

@@ -82,6 +82,7 @@ async fn clean_up(url: &str, prefix: &str) {
 
 #[tokio::test]
 async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
+    const EACH: usize = 20;
     let Some(url) = nats_url() else { return };
     let prefix = format!("qtest-{}", nuid::next());
     let a = replica(&url, &prefix).await;
@@ -90,7 +91,11 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     let mut ana = Member::join(&a.url(), "lobby", "ana", None).await;
     assert_eq!(ana.joined().await.members, ["ana"]);
     let mut bo = Member::join(&b.url(), "lobby", "bo", None).await;
-    assert_eq!(bo.joined().await.members, ["ana", "bo"], "b knows a's member");
+    assert_eq!(
+        bo.joined().await.members,
+        ["ana", "bo"],
+        "b knows a's member"
+    );
     assert_eq!(ana.presence_of("bo").await, None, "a hears b's join");
 
     // The nick is unique across replicas.
@@ -100,7 +105,6 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     assert_eq!(taken.code(), Code::AlreadyExists);
 
     // Both say lines at once; both replicas deliver one order.
-    const EACH: usize = 20;
     let (ana_sender, bo_sender) = (ana.sender(), bo.sender());
     let saying = tokio::spawn(async move {
         for n in 0..EACH {
@@ -139,7 +143,10 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     assert_eq!(replay, [38, 39, 40]);
     cy.say("after the restart").await;
     let next = cy.lines(1).await;
-    assert_eq!((next[0].seq, next[0].text.as_str()), (41, "after the restart"));
+    assert_eq!(
+        (next[0].seq, next[0].text.as_str()),
+        (41, "after the restart")
+    );
 
     let mut client = connect(&c.url()).await;
     let history = client
@@ -170,7 +177,11 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
         .rooms;
     assert_eq!(rooms.len(), 1);
     assert_eq!(
-        (rooms[0].name.as_str(), rooms[0].members.clone(), rooms[0].last_seq),
+        (
+            rooms[0].name.as_str(),
+            rooms[0].members.clone(),
+            rooms[0].last_seq
+        ),
         ("lobby", vec!["cy".to_owned()], 41)
     );
 
@@ -192,11 +203,18 @@ async fn a_late_replica_sees_members_and_lines_of_an_early_one() {
     let b = replica(&url, &prefix).await;
     let mut bo = Member::join(&b.url(), "den", "bo", None).await;
     let joined = bo.joined().await;
-    assert_eq!((joined.members, joined.last_seq), (vec!["ana".to_owned(), "bo".to_owned()], 1));
+    assert_eq!(
+        (joined.members, joined.last_seq),
+        (vec!["ana".to_owned(), "bo".to_owned()], 1)
+    );
     assert_eq!(bo.lines(1).await[0].text, "first", "history from JetStream");
     ana.say("second").await;
     let next = bo.lines(1).await;
-    assert_eq!((next[0].seq, next[0].text.as_str()), (2, "second"), "live after history, nothing twice");
+    assert_eq!(
+        (next[0].seq, next[0].text.as_str()),
+        (2, "second"),
+        "live after history, nothing twice"
+    );
     assert_eq!(ana.presence_of("bo").await, None);
     drop((ana, bo));
     a.stop().await.unwrap();
