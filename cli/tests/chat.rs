@@ -267,7 +267,7 @@ async fn the_session_resumes_after_the_server_goes_away_without_duplicates_or_lo
     let mut shown = Vec::new();
     while shown.len() < 2 {
         let line = next_line().await;
-        if line.starts_with("<") {
+        if line.starts_with('<') {
             shown.push(line);
         }
     }
@@ -341,7 +341,10 @@ impl Terminal {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(chunk) => self.screen.push_str(&String::from_utf8_lossy(&chunk)),
-                Err(_) => panic!("never saw {text:?}; the terminal shows {:?}", self.screen),
+                Err(error) => panic!(
+                    "never saw {text:?} ({error}); the terminal shows {:?}",
+                    self.screen
+                ),
             }
         }
         let at = self.screen.find(text).unwrap() + text.len();

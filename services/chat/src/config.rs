@@ -35,8 +35,10 @@ pub struct ChatConfig {
     #[arg(long, env = "QUARTET_CHAT_MEMBER_QUEUE", default_value_t = 1024)]
     pub member_queue: usize,
 
-    /// Rooms this server holds at once; joining a new room past this is
-    /// RESOURCE_EXHAUSTED. Bounds memory: rooms x retain x max-text-bytes.
+    /// Rooms this server holds at once. At the limit the longest-idle room
+    /// without members is forgotten (in-process backplane); when every room
+    /// has members, a new room is RESOURCE_EXHAUSTED. Bounds memory: rooms x
+    /// retain x max-text-bytes.
     #[arg(long, env = "QUARTET_CHAT_MAX_ROOMS", default_value_t = 1000)]
     pub max_rooms: usize,
 }

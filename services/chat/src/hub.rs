@@ -18,7 +18,8 @@ use std::{
     time::SystemTime,
 };
 
-use tokio::sync::broadcast;
+use tokio::{sync::broadcast, time::Instant};
+use tracing::debug;
 
 use crate::{
     error::ChatError,
@@ -47,6 +48,10 @@ pub struct HubLimits {
     pub member_queue: usize,
     /// Rooms held at once.
     pub max_rooms: usize,
+    /// At the room limit, forget the longest-idle room without members (and
+    /// its history) to make room for a new one. Off when history lives
+    /// elsewhere and the hub is only a mirror (the NATS backplane).
+    pub evict_idle_rooms: bool,
 }
 
 /// A member's place in a room: what it was given on joining and its live feed.
@@ -80,6 +85,9 @@ struct RoomState {
     /// Set when the room was dropped from the hub (empty, no history); a join
     /// that raced with that looks the room up again.
     removed: bool,
+    /// When a member last joined, said something or left: what eviction
+    /// goes by.
+    last_active: Option<Instant>,
 }
 
 /// Locks a mutex; a panic while holding one of ours leaves consistent data
@@ -164,7 +172,9 @@ impl RoomHub {
         if let Some(room) = rooms.get(name) {
             return Ok(room.clone());
         }
-        if rooms.len() >= self.limits.max_rooms {
+        if rooms.len() >= self.limits.max_rooms
+            && !(self.limits.evict_idle_rooms && Self::evict_idlest(&mut rooms))
+        {
             return Err(ChatError::TooManyRooms(self.limits.max_rooms));
         }
         let (feed, _) = broadcast::channel(self.limits.member_queue.max(1));
@@ -174,6 +184,32 @@ impl RoomHub {
         });
         rooms.insert(name.clone(), room.clone());
         Ok(room)
+    }
+
+    /// Forgets the room without members that was idle longest; false when
+    /// every room has members. Called with the rooms map locked.
+    fn evict_idlest(rooms: &mut HashMap<RoomName, Arc<Room>>) -> bool {
+        let mut idlest: Option<(RoomName, Option<Instant>)> = None;
+        for (name, room) in rooms.iter() {
+            let state = lock(&room.state);
+            if !state.members.is_empty() {
+                continue;
+            }
+            if idlest
+                .as_ref()
+                .is_none_or(|(_, active)| state.last_active < *active)
+            {
+                idlest = Some((name.clone(), state.last_active));
+            }
+        }
+        let Some((name, _)) = idlest else {
+            return false;
+        };
+        if let Some(room) = rooms.remove(&name) {
+            lock(&room.state).removed = true;
+            debug!(room = %name, "forgot an idle room to make room for a new one");
+        }
+        true
     }
 
     /// Runs `f` on the room's state under its lock, creating the room if needed
@@ -189,6 +225,7 @@ impl RoomHub {
             if state.removed {
                 continue;
             }
+            state.last_active = Some(Instant::now());
             return Ok(f(&mut state, &room.feed));
         }
     }
@@ -237,6 +274,7 @@ impl RoomHub {
                 return;
             }
             state.members.remove(nick);
+            state.last_active = Some(Instant::now());
             let _ = handle.feed.send(RoomEvent::Presence(Arc::new(Presence {
                 room: room.clone(),
                 nick: nick.clone(),
@@ -338,7 +376,7 @@ impl RoomHub {
         })
     }
 
-    /// The nicks of local members of `room` (the NATS backplane keeps their
+    /// Every local member of every room (the NATS backplane keeps their
     /// claims alive).
     pub fn local_members(&self) -> Vec<(RoomName, Nick)> {
         let rooms: Vec<(RoomName, Arc<Room>)> = lock(&self.rooms)
@@ -355,6 +393,12 @@ impl RoomHub {
             }
         }
         members
+    }
+
+    /// Whether `nick` is in `room` on this server.
+    pub fn is_local_member(&self, room: &RoomName, nick: &Nick) -> bool {
+        self.existing(room)
+            .is_some_and(|room| lock(&room.state).members.get(nick) == Some(&Origin::Local))
     }
 
     /// The room's latest sequence number, if the room is held here.
@@ -425,6 +469,7 @@ mod tests {
             retain,
             member_queue: 8,
             max_rooms: 2,
+            evict_idle_rooms: false,
         })
     }
 
@@ -516,6 +561,30 @@ mod tests {
         assert!(hub.join(&room("c"), &nick("x"), None).is_ok());
         let names: Vec<String> = hub.rooms().iter().map(|r| r.name.to_string()).collect();
         assert_eq!(names, ["b", "c"]);
+    }
+
+    #[test]
+    fn at_the_limit_the_idlest_empty_room_is_forgotten_when_eviction_is_on() {
+        let hub = RoomHub::new(HubLimits {
+            history: 3,
+            retain: 5,
+            member_queue: 8,
+            max_rooms: 2,
+            evict_idle_rooms: true,
+        });
+        hub.say(&room("old"), &nick("x"), "1".into()).unwrap();
+        hub.say(&room("newer"), &nick("x"), "1".into()).unwrap();
+        let _member = hub.join(&room("newer"), &nick("y"), None).unwrap();
+        // "old" has no members and was idle longest: it goes.
+        hub.say(&room("new"), &nick("x"), "1".into()).unwrap();
+        let names: Vec<String> = hub.rooms().iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(names, ["new", "newer"]);
+        // Every room has a member now: nothing can go.
+        let _other = hub.join(&room("new"), &nick("z"), None).unwrap();
+        assert_eq!(
+            hub.say(&room("third"), &nick("x"), "1".into()).unwrap_err(),
+            ChatError::TooManyRooms(2)
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl ChatConfig {
             retain: self.retained(),
             member_queue: self.member_queue.max(1),
             max_rooms: self.max_rooms.max(1),
+            evict_idle_rooms: true,
         }
     }
 }
@@ -101,15 +102,17 @@ pub async fn server_with_backplane(
     config: ChatConfig,
     backplane_options: &BackplaneOptions,
 ) -> Result<GrpcServer, ChatError> {
-    let hub = Arc::new(RoomHub::new(config.hub_limits()));
     match &backplane_options.nats_url {
-        None => Ok(server(
-            options,
-            shutdown,
-            config,
-            Arc::new(LocalBackplane::new(hub)),
-        )),
+        None => {
+            let hub = Arc::new(RoomHub::new(config.hub_limits()));
+            let backplane = Arc::new(LocalBackplane::new(hub));
+            Ok(server(options, shutdown, config, backplane))
+        }
         Some(url) => {
+            let hub = Arc::new(RoomHub::new(HubLimits {
+                evict_idle_rooms: false,
+                ..config.hub_limits()
+            }));
             let nats = NatsOptions {
                 url: url.clone(),
                 prefix: backplane_options.nats_prefix.clone(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use member::{Member, connect};
-use quartet_chat::{ChatConfig, NatsBackplane, NatsOptions, RoomHub};
+use quartet_chat::{ChatConfig, HubLimits, NatsBackplane, NatsOptions, RoomHub};
 use quartet_proto::chat::v1::{GetHistoryRequest, ListRoomsRequest};
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 use tonic::Code;
@@ -37,7 +37,10 @@ fn config() -> ChatConfig {
 
 async fn replica(url: &str, prefix: &str) -> RunningServer {
     let config = config();
-    let hub = Arc::new(RoomHub::new(config.hub_limits()));
+    let hub = Arc::new(RoomHub::new(HubLimits {
+        evict_idle_rooms: false,
+        ..config.hub_limits()
+    }));
     let backplane = NatsBackplane::connect(
         NatsOptions {
             url: url.to_owned(),

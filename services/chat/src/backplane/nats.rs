@@ -116,7 +116,8 @@ pub struct NatsBackplane {
 
 impl NatsBackplane {
     /// Connects to NATS, makes sure the members bucket exists, and starts the
-    /// heartbeat that keeps this replica's nick claims alive.
+    /// heartbeat that keeps this replica's nick claims alive. The hub is a
+    /// mirror of the rooms' streams: build it with `evict_idle_rooms` off.
     pub async fn connect(options: NatsOptions, hub: Arc<RoomHub>) -> Result<Self, ChatError> {
         if options.prefix.is_empty()
             || !options
@@ -535,8 +536,13 @@ async fn heartbeat(
                 continue;
             };
             let key = NatsBackplane::claim_key(&room, &nick);
-            if let Err(error) = members.put(key, Bytes::from(value)).await {
+            if let Err(error) = members.put(key.as_str(), Bytes::from(value)).await {
                 warn!(room = %room, nick = %nick, %error, "cannot refresh nick claim");
+            }
+            // The member may have left while the claim was refreshed: do not
+            // hold its nick for another TTL.
+            if !hub.is_local_member(&room, &nick) {
+                let _ = members.delete(key.as_str()).await;
             }
         }
     }
