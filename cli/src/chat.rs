@@ -225,7 +225,25 @@ pub(crate) async fn run(client: &ClientOptions, args: ChatArgs) -> anyhow::Resul
             }
         }
         let (outbox, end) = (events.0, events.1);
-        match session(&screen, &mut progress, &mut input, outbox, end, interactive).await? {
+        let ended = session(&screen, &mut progress, &mut input, outbox, end, interactive).await;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(error) if interactive => {
+                // The line editor holds the terminal in raw mode: let it give
+                // the terminal back before the process exits.
+                screen
+                    .note(&format!("* session over: {error:#}; press Ctrl-D to exit"))
+                    .await?;
+                while let Some(typed) = input.recv().await {
+                    if matches!(typed, Input::Leave) {
+                        break;
+                    }
+                }
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        match ended {
             StreamEnd::Left => return Ok(ExitCode::SUCCESS),
             StreamEnd::Resume(why) => {
                 screen
