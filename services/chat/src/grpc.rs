@@ -132,17 +132,36 @@ struct Session<B: Backplane> {
     member: MemberGuard<B>,
     drain: DrainSignal,
     /// Events decided but not yet sent, in order (the join's history, a Gap
-    /// before its line, the final status after GoingAway).
-    pending: VecDeque<Result<ServerEvent, Status>>,
+    /// before its line, the final status after GoingAway). History stays as
+    /// the hub's shared lines until sent, so a crowd rejoining at once costs
+    /// a pointer per line each, not a copy.
+    pending: VecDeque<Pending>,
     ended: bool,
 }
 
 type ServerEvents = Pin<Box<dyn Stream<Item = Result<ServerEvent, Status>> + Send>>;
 
+/// Something decided for a member and not yet sent.
+enum Pending {
+    /// Ready to send.
+    Ready(Result<ServerEvent, Status>),
+    /// A line of history, encoded when it is sent.
+    Line(Arc<ChatLine>),
+}
+
+impl Pending {
+    fn into_item(self) -> Result<ServerEvent, Status> {
+        match self {
+            Self::Ready(item) => item,
+            Self::Line(line) => Ok(event(server_event::Event::Message(message(&line)))),
+        }
+    }
+}
+
 impl<B: Backplane> Session<B> {
     async fn next(mut self) -> Option<(Result<ServerEvent, Status>, Self)> {
         if let Some(item) = self.pending.pop_front() {
-            return Some((item, self));
+            return Some((item.into_item(), self));
         }
         if self.ended {
             return None;
@@ -159,7 +178,7 @@ impl<B: Backplane> Session<B> {
                     Ok(event) => {
                         let mut shown = self.cursor.admit(event).into_iter().map(|o| Ok(outbound(o)));
                         let Some(first) = shown.next() else { continue };
-                        self.pending.extend(shown);
+                        self.pending.extend(shown.map(Pending::Ready));
                         return Some((first, self));
                     }
                     Err(RecvError::Lagged(skipped)) => {
@@ -243,10 +262,11 @@ impl<B: Backplane> Session<B> {
     async fn going_away(&mut self) -> Result<ServerEvent, Status> {
         self.member.leave(LeaveReason::ServerShutdown).await;
         self.ended = true;
-        self.pending.push_back(Err(Status::unavailable(format!(
-            "server is shutting down; rejoin with since_seq {} to miss nothing",
-            self.cursor.shown()
-        ))));
+        self.pending
+            .push_back(Pending::Ready(Err(Status::unavailable(format!(
+                "server is shutting down; rejoin with since_seq {} to miss nothing",
+                self.cursor.shown()
+            )))));
         Ok(event(server_event::Event::GoingAway(pb::GoingAway {
             reason: "server shutting down".to_owned(),
         })))
@@ -346,18 +366,18 @@ impl<B: Backplane> ChatService for ChatHandler<B> {
         let snapshot = membership.snapshot;
 
         let mut pending = VecDeque::with_capacity(snapshot.replay.len() + 2);
-        pending.push_back(Ok(event(server_event::Event::Joined(pb::Joined {
-            room: room.to_string(),
-            nick: nick.to_string(),
-            members: snapshot.members.iter().map(ToString::to_string).collect(),
-            last_seq: snapshot.last_seq,
-        }))));
+        pending.push_back(Pending::Ready(Ok(event(server_event::Event::Joined(
+            pb::Joined {
+                room: room.to_string(),
+                nick: nick.to_string(),
+                members: snapshot.members.iter().map(ToString::to_string).collect(),
+                last_seq: snapshot.last_seq,
+            },
+        )))));
         if let Some((from, to)) = snapshot.gap {
-            pending.push_back(Ok(outbound(Outbound::Gap { from, to })));
+            pending.push_back(Pending::Ready(Ok(outbound(Outbound::Gap { from, to }))));
         }
-        for line in &snapshot.replay {
-            pending.push_back(Ok(event(server_event::Event::Message(message(line)))));
-        }
+        pending.extend(snapshot.replay.into_iter().map(Pending::Line));
         debug!(room = %room, nick = %nick, last_seq = snapshot.last_seq, "member joined");
         let session = Session {
             inbound,

@@ -606,6 +606,55 @@ mod tests {
         assert_eq!(seqs, [3, 4]);
     }
 
+    proptest::proptest! {
+        /// Whatever was said, retained and asked for, a join's gap and replay
+        /// cover exactly the lines after `since`, once each, in order; without
+        /// `since` the replay is the latest `history` lines.
+        #[test]
+        fn a_join_snapshot_covers_exactly_what_was_asked(
+            said in 0u64..40,
+            retain in 1usize..12,
+            history in 0usize..12,
+            since in proptest::option::of(0u64..45),
+        ) {
+            let hub = RoomHub::new(HubLimits {
+                history,
+                retain,
+                member_queue: 8,
+                max_rooms: 4,
+                evict_idle_rooms: false,
+            });
+            let lobby = room("lobby");
+            for i in 0..said {
+                hub.say(&lobby, &nick("ana"), format!("l{i}")).unwrap();
+            }
+            let snapshot = hub.join(&lobby, &nick("bo"), since).unwrap().snapshot;
+            proptest::prop_assert_eq!(snapshot.last_seq, said);
+            let seqs: Vec<u64> = snapshot.replay.iter().map(|line| line.seq).collect();
+            match since {
+                None => {
+                    let count = history.min(retain).min(usize::try_from(said).unwrap());
+                    let expected: Vec<u64> = (said + 1 - count as u64..=said).collect();
+                    proptest::prop_assert_eq!(seqs, expected);
+                    proptest::prop_assert_eq!(snapshot.gap, None);
+                }
+                Some(since) => {
+                    let mut covered = since;
+                    if let Some((from, to)) = snapshot.gap {
+                        proptest::prop_assert_eq!(from, since + 1);
+                        proptest::prop_assert!(to >= from);
+                        covered = to;
+                    }
+                    for seq in seqs {
+                        proptest::prop_assert_eq!(seq, covered + 1);
+                        covered = seq;
+                    }
+                    proptest::prop_assert_eq!(covered, said.max(since));
+                }
+            }
+        }
+    }
+
     #[test]
     fn applied_lines_are_deduplicated_by_sequence() {
         let hub = hub(5);

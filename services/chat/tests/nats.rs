@@ -9,31 +9,11 @@ mod member;
 
 use std::sync::Arc;
 
-use futures_util::StreamExt as _;
-use member::{Member, connect};
+use member::{Member, Prefix, connect, nats_url};
 use quartet_chat::{ChatConfig, HubLimits, NatsBackplane, NatsOptions, RoomHub};
 use quartet_proto::chat::v1::{GetHistoryRequest, ListRoomsRequest};
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 use tonic::Code;
-
-/// The NATS to test against, or `None` after a visible SKIPPED line (written
-/// to stderr directly, past the test harness' capture). Under `CI=true` a
-/// missing NATS is a failure: CI must not skip silently.
-fn nats_url() -> Option<String> {
-    use std::io::Write as _;
-    let url = std::env::var("QUARTET_TEST_NATS_URL").ok();
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "QUARTET_TEST_NATS_URL must be set in CI"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED nats backplane test: QUARTET_TEST_NATS_URL is not set"
-        );
-    }
-    url
-}
 
 fn config() -> ChatConfig {
     ChatConfig {
@@ -71,56 +51,6 @@ async fn replica(url: &str, prefix: &str) -> RunningServer {
     .unwrap()
     .spawn()
     .unwrap()
-}
-
-/// A prefix unique to one test; everything created under it is deleted when
-/// the test ends, passing or not.
-struct Prefix {
-    url: String,
-    name: String,
-}
-
-impl Prefix {
-    fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            name: format!("qtest-{}", nuid::next()),
-        }
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let (url, prefix) = (self.url.clone(), self.name.clone());
-        // Drop cannot await, and may run while a runtime is panicking: clean
-        // up on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(clean_up(&url, &prefix));
-        })
-        .join();
-    }
-}
-
-/// Deletes every stream and bucket created under `prefix`.
-async fn clean_up(url: &str, prefix: &str) {
-    let client = async_nats::connect(url).await.unwrap();
-    let jetstream = async_nats::jetstream::new(client);
-    let names: Vec<String> = jetstream
-        .stream_names()
-        .filter_map(|name| async move { name.ok() })
-        .collect()
-        .await;
-    for name in names {
-        if name.starts_with(&format!("{prefix}_chat_"))
-            || name == format!("KV_{prefix}_chat_members")
-        {
-            jetstream.delete_stream(&name).await.unwrap();
-        }
-    }
 }
 
 #[tokio::test]

@@ -322,6 +322,12 @@ impl NatsBackplane {
             .await
         {
             warn!(room = %room, %error, "cannot publish presence");
+            return;
+        }
+        // Publishing only queues the note; a replica shutting down must not
+        // exit with its members' MemberLeft still in the buffer.
+        if let Err(error) = self.client.flush().await {
+            warn!(room = %room, %error, "cannot flush presence");
         }
     }
 

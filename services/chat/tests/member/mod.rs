@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use futures_util::StreamExt as _;
+
 use std::{sync::Arc, time::Duration};
 
 use quartet_chat::{ChatConfig, LocalBackplane, RoomHub};
@@ -243,6 +245,75 @@ impl Member {
         {
             Err(status) => status,
             other => panic!("expected an error status, got {other:?}"),
+        }
+    }
+}
+
+/// The NATS to test against, or `None` after a visible SKIPPED line (written
+/// to stderr directly, past the test harness' capture). Under `CI=true` a
+/// missing NATS is a failure: CI must not skip silently.
+pub fn nats_url() -> Option<String> {
+    use std::io::Write as _;
+    let url = std::env::var("QUARTET_TEST_NATS_URL").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "QUARTET_TEST_NATS_URL must be set in CI"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED nats backplane test: QUARTET_TEST_NATS_URL is not set"
+        );
+    }
+    url
+}
+
+/// A prefix unique to one test; everything created under it is deleted when
+/// the test ends, passing or not.
+pub struct Prefix {
+    url: String,
+    pub name: String,
+}
+
+impl Prefix {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: format!("qtest-{}", nuid::next()),
+        }
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.name.clone());
+        // Drop cannot await, and may run while a runtime is panicking: clean
+        // up on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(clean_up(&url, &prefix));
+        })
+        .join();
+    }
+}
+
+/// Deletes every stream and bucket created under `prefix`.
+async fn clean_up(url: &str, prefix: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let names: Vec<String> = jetstream
+        .stream_names()
+        .filter_map(|name| async move { name.ok() })
+        .collect()
+        .await;
+    for name in names {
+        if name.starts_with(&format!("{prefix}_chat_"))
+            || name == format!("KV_{prefix}_chat_members")
+        {
+            jetstream.delete_stream(&name).await.unwrap();
         }
     }
 }
