@@ -12,6 +12,7 @@
 //! longer has arrives as a Gap).
 
 use std::{
+    collections::VecDeque,
     io::IsTerminal as _,
     process::ExitCode,
     time::{Duration, Instant},
@@ -160,6 +161,9 @@ struct Progress {
     unconfirmed: usize,
     joined_once: bool,
     leaving: bool,
+    /// Lines typed while no stream was open, said once one is (at most
+    /// INPUT_QUEUE; past that the oldest is dropped, with a note).
+    backlog: VecDeque<String>,
 }
 
 /// How one stream ended.
@@ -181,6 +185,7 @@ pub(crate) async fn run(client: &ClientOptions, args: ChatArgs) -> anyhow::Resul
         unconfirmed: 0,
         joined_once: false,
         leaving: false,
+        backlog: VecDeque::new(),
     };
     let mut screen = Screen::Plain(Printer::new(client.output));
     let mut pause = FIRST_RETRY_PAUSE;
@@ -207,7 +212,10 @@ pub(crate) async fn run(client: &ClientOptions, args: ChatArgs) -> anyhow::Resul
                         pause.as_millis()
                     ))
                     .await?;
-                tokio::time::sleep(pause).await;
+                if wait_to_retry(pause, &mut input, &mut progress, &screen).await? {
+                    // Left while disconnected: nothing more to say to anyone.
+                    return Ok(ExitCode::SUCCESS);
+                }
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 continue;
             }
@@ -245,12 +253,43 @@ pub(crate) async fn run(client: &ClientOptions, args: ChatArgs) -> anyhow::Resul
         };
         match ended {
             StreamEnd::Left => return Ok(ExitCode::SUCCESS),
+            // It broke while we were leaving: the server counts us gone.
+            StreamEnd::Resume(_) if progress.leaving => return Ok(ExitCode::SUCCESS),
             StreamEnd::Resume(why) => {
                 screen
                     .note(&format!("* disconnected ({why}); rejoining"))
                     .await?;
                 pause = FIRST_RETRY_PAUSE;
             }
+        }
+    }
+}
+
+/// Sleeps `pause` before the next rejoin while still listening to the member:
+/// lines go to the backlog, and leaving ends the wait (returns true).
+async fn wait_to_retry(
+    pause: Duration,
+    input: &mut mpsc::Receiver<Input>,
+    progress: &mut Progress,
+    screen: &Screen,
+) -> anyhow::Result<bool> {
+    let until = tokio::time::Instant::now() + pause;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Ok(false),
+            typed = input.recv() => match typed {
+                Some(Input::Say(text)) => {
+                    if progress.backlog.len() >= INPUT_QUEUE
+                        && let Some(dropped) = progress.backlog.pop_front()
+                    {
+                        screen
+                            .note(&format!("* not connected; dropped the line {dropped:?}"))
+                            .await?;
+                    }
+                    progress.backlog.push_back(text);
+                }
+                Some(Input::Leave) | None => return Ok(true),
+            },
         }
     }
 }
@@ -306,6 +345,12 @@ async fn session(
     interactive: bool,
 ) -> anyhow::Result<StreamEnd> {
     let mut input_open = !progress.leaving;
+    while let Some(text) = progress.backlog.pop_front() {
+        progress.unconfirmed += 1;
+        if outbox.send(say_event(text)).await.is_err() {
+            return Ok(StreamEnd::Resume("the stream closed".to_owned()));
+        }
+    }
     if progress.leaving {
         let _ = outbox.send(leave_event()).await;
     }

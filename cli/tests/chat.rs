@@ -286,6 +286,39 @@ async fn the_session_resumes_after_the_server_goes_away_without_duplicates_or_lo
     second.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn bye_while_the_server_is_gone_exits_zero() {
+    let server = start().await;
+    let url = server.url();
+    let mut child = quartet(&url)
+        .args(["chat", "lobby", "--nick", "ana"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        timeout(DEADLINE, out.next_line())
+            .await
+            .expect("no output")
+            .unwrap()
+            .expect("output ended")
+    };
+    assert!(next_line().await.starts_with("* joined lobby as ana"));
+    server.stop().await.unwrap();
+    // It keeps trying to rejoin...
+    while !next_line().await.starts_with("* cannot rejoin") {}
+    // ...and still listens: `bye` ends it.
+    stdin.write_all(b"bye\n").await.unwrap();
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("bye while disconnected did not exit")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// The CLI in a pseudo-terminal: what a person sees and types.
 struct Terminal {
     writer: Box<dyn std::io::Write + Send>,

@@ -16,7 +16,7 @@ use tokio::{
     time::{Instant, timeout},
 };
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::{
     backplane::Backplane,
@@ -182,7 +182,9 @@ impl<B: Backplane> Session<B> {
                         return Some((first, self));
                     }
                     Err(RecvError::Lagged(skipped)) => {
-                        debug!(room = %self.member.room, nick = %self.member.nick, skipped, "member fell behind");
+                        if !self.cursor.is_lagging() {
+                            info!(room = %self.member.room, nick = %self.member.nick, skipped, "slow member skipped ahead");
+                        }
                         self.cursor.fell_behind();
                     }
                     Err(RecvError::Closed) => {

@@ -13,6 +13,7 @@ use member::{Member, Prefix, connect, nats_url};
 use quartet_chat::{ChatConfig, HubLimits, NatsBackplane, NatsOptions, RoomHub};
 use quartet_proto::chat::v1::{GetHistoryRequest, ListRoomsRequest};
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
+use tokio::time::timeout;
 use tonic::Code;
 
 fn config() -> ChatConfig {
@@ -169,6 +170,16 @@ async fn a_late_replica_sees_members_and_lines_of_an_early_one() {
     let guard = Prefix::new(&url);
     let prefix = guard.name.as_str();
     let a = replica(&url, prefix).await;
+    let rooms = timeout(
+        member::DEADLINE,
+        connect(&a.url()).await.list_rooms(ListRoomsRequest {}),
+    )
+    .await
+    .expect("listing rooms of an empty deployment hung")
+    .unwrap()
+    .into_inner()
+    .rooms;
+    assert!(rooms.is_empty(), "{rooms:?}");
     let mut ana = Member::join(&a.url(), "den", "ana", None).await;
     ana.joined().await;
     ana.say("first").await;
