@@ -463,6 +463,20 @@ async fn list_rooms_and_get_history() {
 }
 
 #[tokio::test]
+async fn a_chat_stream_outlives_the_request_timeout() {
+    let mut options = quartet_runtime::ServerOptions::default();
+    options.limits.request_timeout = Duration::from_millis(200);
+    let server = member::start_with(options, config()).await;
+    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
+    ana.joined().await;
+    // Time passing is what this test is about, not a way to wait for an event.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ana.say("still here").await;
+    assert_eq!(ana.lines(1).await[0].text, "still here");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_stream_that_never_joins_is_refused_when_it_closes() {
     let server = start(config()).await;
     let status = timeout(Duration::from_secs(10), Member::try_empty(&server.url()))

@@ -23,9 +23,13 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 const OUTBOX: usize = 64;
 
 pub async fn start(config: ChatConfig) -> RunningServer {
+    start_with(ServerOptions::default(), config).await
+}
+
+pub async fn start_with(options: ServerOptions, config: ChatConfig) -> RunningServer {
     let hub = Arc::new(RoomHub::new(config.hub_limits()));
     quartet_chat::server(
-        ServerOptions::default(),
+        options,
         Shutdown::new(),
         config,
         Arc::new(LocalBackplane::new(hub)),
