@@ -55,7 +55,7 @@ def bench(scenario, urls, concurrency, duration, connections=1):
 
 def postgres_schema(url):
     schema = f"quartet_bench_{os.getpid()}_{int(time.time())}"
-    subprocess.run(["psql", url, "-qc", f"CREATE SCHEMA {schema}"], check=True)
+    subprocess.run(["psql", url, "-qc", f"CREATE SCHEMA {schema}"], check=True, env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"})
     separator = "&" if "?" in url else "?"
     return schema, f"{url}{separator}options=-c%20search_path%3D{schema}"
 
@@ -99,7 +99,7 @@ def main():
                 process.terminate()
                 process.wait()
                 if schema:
-                    subprocess.run(["psql", url, "-qc", f"DROP SCHEMA {schema} CASCADE"], check=True)
+                    subprocess.run(["psql", url, "-qc", f"DROP SCHEMA {schema} CASCADE"], check=True, env={**os.environ, "PGOPTIONS": "-c client_min_messages=warning"})
 
     print("| store | scenario | calls/s (median) | p50 ms | p99 ms | runs |")
     print("|---|---|---:|---:|---:|---:|")

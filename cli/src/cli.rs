@@ -8,7 +8,7 @@ use quartet_runtime::{TelemetryOptions, telemetry};
 use tracing::Instrument as _;
 
 use crate::{
-    bench,
+    bench, chat,
     connect::{Credentials, parse_address},
     db, health,
     output::OutputFormat,
@@ -51,6 +51,9 @@ pub(crate) struct ClientOptions {
     /// Address of the weather service.
     #[arg(long, global = true, env = "QUARTET_WEATHER_ADDR", default_value = "http://127.0.0.1:50053", value_parser = parse_address)]
     pub(crate) weather_addr: String,
+    /// Address of the chat service.
+    #[arg(long, global = true, env = "QUARTET_CHAT_ADDR", default_value = "http://127.0.0.1:50054", value_parser = parse_address)]
+    pub(crate) chat_addr: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +64,8 @@ enum Command {
     Db(db::DbArgs),
     /// Weather stations and their readings, once or periodically (the weather service).
     Weather(weather::WeatherArgs),
+    /// Join a chat room: type lines, see everyone's; `bye` or Ctrl-D leaves.
+    Chat(chat::ChatArgs),
     /// Check servers' health, with grpc_health_probe's exit codes.
     Health(health::HealthArgs),
     /// Load-test a service and report throughput and latency.
@@ -92,6 +97,7 @@ impl Cli {
             Command::Transform(args) => transform::run(&self.client, args).await,
             Command::Db(args) => db::run(&self.client, args).await,
             Command::Weather(args) => weather::run(&self.client, args).await,
+            Command::Chat(args) => chat::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
             Command::Serve(args) => serve::run(*args).await,
             Command::Bench(args) => bench::run(&self.client, args).await,
@@ -115,6 +121,7 @@ impl Command {
             Self::Transform(_) => "transform",
             Self::Db(_) => "db",
             Self::Weather(_) => "weather",
+            Self::Chat(_) => "chat",
             Self::Health(_) => "health",
             Self::Bench(_) => "bench",
             Self::Serve(_) => "serve",

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use quartet_proto::{
+    chat::v1::chat_service_server::SERVICE_NAME as CHAT,
     database::v1::people_service_server::SERVICE_NAME as DATABASE,
     transform::v1::transform_service_server::SERVICE_NAME as TRANSFORM,
     weather::v1::weather_service_server::SERVICE_NAME as WEATHER,
@@ -30,7 +31,7 @@ const NOT_SERVING: u8 = 4;
 
 #[derive(Debug, Args)]
 pub(crate) struct HealthArgs {
-    /// Which service to ask about: a Quartet service (`transform`, `weather`), a full gRPC
+    /// Which service to ask about: a Quartet service (`transform`, `database`, `weather`, `chat`), a full gRPC
     /// service name, or "" for the server as a whole. Without it, every Quartet
     /// service is checked at its configured address.
     #[arg(long)]
@@ -80,6 +81,11 @@ fn known_services(client: &ClientOptions) -> Vec<KnownService> {
             short: "weather",
             full: WEATHER,
             address: client.weather_addr.clone(),
+        },
+        KnownService {
+            short: "chat",
+            full: CHAT,
+            address: client.chat_addr.clone(),
         },
     ]
 }

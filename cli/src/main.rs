@@ -6,10 +6,11 @@
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
 //! - `table`: aligned text tables.
-//! - one module per command family: `transform`, `db`, `weather`, `health`,
-//!   `serve`, `bench`.
+//! - one module per command family: `transform`, `db`, `weather`, `chat`,
+//!   `health`, `serve`, `bench`.
 
 mod bench;
+mod chat;
 mod cli;
 mod connect;
 mod db;

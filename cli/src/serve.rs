@@ -6,6 +6,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_runtime::{ServerOptions, Shutdown};
 use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
@@ -40,6 +41,14 @@ pub(crate) struct ServeArgs {
     )]
     weather_listen: SocketAddr,
 
+    /// Where the chat service listens.
+    #[arg(long, env = "QUARTET_CHAT_LISTEN", default_value = "127.0.0.1:50054")]
+    chat_listen: SocketAddr,
+
+    /// Chat's backplane: in-process, or NATS with --nats-url.
+    #[command(flatten)]
+    chat_backplane: BackplaneOptions,
+
     /// The weather service's provider and limits.
     #[command(flatten)]
     weather: WeatherOptions,
@@ -61,6 +70,8 @@ enum Service {
     Database,
     /// The weather service.
     Weather,
+    /// The chat service.
+    Chat,
 }
 
 impl ServeArgs {
@@ -97,6 +108,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let server = quartet_weather::server(args.server.clone(), shutdown.clone(), &args.weather)?
             .bind(args.weather_listen)
             .await?;
+        bound.push(server);
+    }
+    if args.wants(Service::Chat) {
+        let server = quartet_chat::server_with_backplane(
+            args.server.clone(),
+            shutdown.clone(),
+            ChatConfig::default(),
+            &args.chat_backplane,
+        )
+        .await
+        .context("cannot start the chat backplane")?
+        .bind(args.chat_listen)
+        .await?;
         bound.push(server);
     }
 

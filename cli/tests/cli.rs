@@ -26,10 +26,11 @@ async fn start(options: ServerOptions) -> RunningServer {
 }
 
 /// Every service address the CLI knows.
-const ADDRESS_VARIABLES: [&str; 3] = [
+const ADDRESS_VARIABLES: [&str; 4] = [
     "QUARTET_TRANSFORM_ADDR",
     "QUARTET_DATABASE_ADDR",
     "QUARTET_WEATHER_ADDR",
+    "QUARTET_CHAT_ADDR",
 ];
 
 /// The CLI with every service address pointed at `server`, so nothing on the
@@ -357,6 +358,52 @@ async fn serve_runs_transform_until_sigterm_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn serve_runs_chat_until_sigterm_then_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet"))
+        .args(["serve", "chat", "--chat-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("QUARTET_NATS_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let announced = timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("serve never announced")
+        .unwrap()
+        .unwrap();
+    let addr = announced
+        .strip_prefix("chat listening on ")
+        .expect(&announced)
+        .to_owned();
+
+    let mut check = Command::new(env!("CARGO_BIN_EXE_quartet"));
+    check.args([
+        "--chat-addr",
+        &format!("http://{addr}"),
+        "health",
+        "--service",
+        "chat",
+    ]);
+    let answer = run(&mut check).await;
+    assert_eq!(answer.code, Some(0), "{}{}", answer.stdout, answer.stderr);
+    assert!(
+        answer.stdout.starts_with("chat http://"),
+        "{}",
+        answer.stdout
+    );
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
 async fn completions_are_generated_for_bash() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
     command.args(["completions", "bash"]);
@@ -571,11 +618,14 @@ async fn serve_all_runs_every_service() {
             "127.0.0.1:0",
             "--weather-listen",
             "127.0.0.1:0",
+            "--chat-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data.path())
         .env("RUST_LOG", "warn")
         .env_remove("QUARTET_DATABASE_URL")
+        .env_remove("QUARTET_NATS_URL")
         .env_remove("QUARTET_OBSERVATIONS")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -583,7 +633,7 @@ async fn serve_all_runs_every_service() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut announced = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         announced.push(
             timeout(DEADLINE, lines.next_line())
                 .await
@@ -607,13 +657,15 @@ async fn serve_all_runs_every_service() {
         &address("database"),
         "--weather-addr",
         &address("weather"),
+        "--chat-addr",
+        &address("chat"),
         "health",
     ]);
     let report = run(&mut health).await;
     assert_eq!(report.code, Some(0), "{}", report.stdout);
     assert_eq!(
         report.stdout.matches(" SERVING").count(),
-        3,
+        4,
         "{}",
         report.stdout
     );

@@ -1,0 +1,200 @@
+//! The `quartet-chat` binary as deployed: a real process, its announce line,
+//! and what SIGTERM does to a member's open stream.
+
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod member;
+
+use std::process::Stdio;
+
+use member::{DEADLINE, Member};
+use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_proto::chat::v1::server_event::Event;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    time::timeout,
+};
+use tonic::Code;
+
+async fn spawn_server() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .env_remove("QUARTET_NATS_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the server never announced itself")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("chat listening on ")
+        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn sigterm_sends_going_away_ends_streams_unavailable_and_exits_zero() {
+    let (mut child, url) = spawn_server().await;
+    let mut ana = Member::join(&url, "lobby", "ana", None).await;
+    ana.joined().await;
+    ana.say("hola").await;
+    assert_eq!(ana.lines(1).await[0].text, "hola");
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+
+    match ana.next().await {
+        Event::GoingAway(going) => assert_eq!(going.reason, "server shutting down"),
+        other => panic!("expected GoingAway, got {other:?}"),
+    }
+    assert_eq!(ana.end_status().await.code(), Code::Unavailable);
+    let status = timeout(DEADLINE, child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+#[tokio::test]
+async fn bad_flags_exit_with_usage_code_two() {
+    let output = Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
+        .args(["--history", "many"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--history"));
+}
+
+#[tokio::test]
+async fn an_unreachable_nats_is_reported_and_exits_non_zero() {
+    // A port nobody listens on: bound, then released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let output = timeout(
+        DEADLINE,
+        Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--nats-url",
+                &format!("nats://{addr}"),
+            ])
+            .output(),
+    )
+    .await
+    .expect("hung on an unreachable nats")
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// Starts the binary as one replica on the NATS at `nats`, under `prefix`.
+async fn spawn_replica(nats: &str, prefix: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            nats,
+            "--nats-prefix",
+            prefix,
+            "--rate-per-second",
+            "1000",
+            "--rate-burst",
+            "1000",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
+        .await
+        .expect("the replica never announced itself")
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("chat listening on ")
+        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_nats_carry_one_conversation() {
+    const EACH: usize = 25;
+    let Some(nats) = member::nats_url() else {
+        return;
+    };
+    let prefix = member::Prefix::new(&nats);
+    let (mut first, first_url) = spawn_replica(&nats, &prefix.name).await;
+    let (mut second, second_url) = spawn_replica(&nats, &prefix.name).await;
+
+    let mut ana = Member::join(&first_url, "plaza", "ana", None).await;
+    ana.joined().await;
+    let mut bo = Member::join(&second_url, "plaza", "bo", None).await;
+    assert_eq!(bo.joined().await.members, ["ana", "bo"]);
+    assert_eq!(ana.presence_of("bo").await, None);
+
+    let (to_ana, to_bo) = (ana.sender(), bo.sender());
+    let saying = tokio::spawn(async move {
+        for n in 0..EACH {
+            member::say(&to_ana, &format!("ana {n}")).await;
+            member::say(&to_bo, &format!("bo {n}")).await;
+        }
+    });
+    let on_first: Vec<(u64, String)> = ana
+        .lines(2 * EACH)
+        .await
+        .into_iter()
+        .map(|m| (m.seq, m.text))
+        .collect();
+    let on_second: Vec<(u64, String)> = bo
+        .lines(2 * EACH)
+        .await
+        .into_iter()
+        .map(|m| (m.seq, m.text))
+        .collect();
+    saying.await.unwrap();
+    assert_eq!(on_first, on_second, "one order on both processes");
+    let seqs: Vec<u64> = on_first.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=2 * EACH as u64).collect::<Vec<_>>());
+
+    // The first process shuts down: its member is told, the other sees it go.
+    let pid = Pid::from_raw(i32::try_from(first.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    assert!(matches!(ana.next().await, Event::GoingAway(_)));
+    assert_eq!(
+        bo.presence_of("ana").await,
+        Some(quartet_proto::chat::v1::LeaveReason::ServerShutdown)
+    );
+    let status = timeout(DEADLINE, first.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // ana resumes on the second process from where she stopped.
+    drop(ana);
+    let mut ana = Member::join(&second_url, "plaza", "ana", Some(2 * EACH as u64)).await;
+    assert_eq!(ana.joined().await.last_seq, 2 * EACH as u64);
+    bo.say("welcome back").await;
+    let next = ana.lines(1).await;
+    assert_eq!(
+        (next[0].seq, next[0].text.as_str()),
+        (2 * EACH as u64 + 1, "welcome back")
+    );
+
+    drop((ana, bo));
+    let pid = Pid::from_raw(i32::try_from(second.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = timeout(DEADLINE, second.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
