@@ -16,6 +16,7 @@
 //! - [`backplane`]: the [`Backplane`] trait; [`LocalBackplane`] (in-process,
 //!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS).
 //! - [`config`]: [`ChatConfig`], the service's flags.
+//! - [`metrics`]: room and member gauges, counted from the hub when scraped.
 //! - [`error`]: [`ChatError`] and its one mapping to a gRPC status.
 //! - [`grpc`]: the thin adapter from the generated service trait to the above.
 //! - [`server`] (this file): assembles the service on a [`GrpcServer`].
@@ -27,6 +28,7 @@ pub mod error;
 pub mod event;
 pub mod grpc;
 pub mod hub;
+pub mod metrics;
 pub mod names;
 pub mod rate;
 pub mod session;
@@ -105,6 +107,9 @@ pub async fn server_with_backplane(
     match &backplane_options.nats_url {
         None => {
             let hub = Arc::new(RoomHub::new(config.hub_limits()));
+            options
+                .metrics
+                .register_collector(Box::new(metrics::HubCollector::new(hub.clone())));
             let backplane = Arc::new(LocalBackplane::new(hub));
             Ok(server(options, shutdown, config, backplane))
         }
@@ -113,6 +118,9 @@ pub async fn server_with_backplane(
                 evict_idle_rooms: false,
                 ..config.hub_limits()
             }));
+            options
+                .metrics
+                .register_collector(Box::new(metrics::HubCollector::new(hub.clone())));
             let nats = NatsOptions {
                 url: url.clone(),
                 prefix: backplane_options.nats_prefix.clone(),

@@ -486,3 +486,33 @@ async fn a_stream_that_never_joins_is_refused_when_it_closes() {
     assert_eq!(status.code(), Code::InvalidArgument);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn rooms_and_members_are_exported_as_gauges() {
+    let options = quartet_runtime::ServerOptions::default();
+    let metrics = options.metrics.clone();
+    let server = quartet_chat::server_with_backplane(
+        options,
+        quartet_runtime::Shutdown::new(),
+        ChatConfig::default(),
+        &quartet_chat::BackplaneOptions::default(),
+    )
+    .await
+    .unwrap()
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn()
+    .unwrap();
+    assert!(
+        metrics.encode().contains("quartet_chat_rooms 0\n"),
+        "{}",
+        metrics.encode()
+    );
+    let mut member = Member::join(&server.url(), "gauges", "ana", None).await;
+    member.joined().await;
+    let text = metrics.encode();
+    assert!(text.contains("quartet_chat_rooms 1\n"), "{text}");
+    assert!(text.contains("quartet_chat_members 1\n"), "{text}");
+    server.stop().await.unwrap();
+}

@@ -12,6 +12,7 @@ use std::{
 };
 
 use prometheus_client::{
+    collector::Collector,
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
         counter::Counter,
@@ -165,6 +166,19 @@ impl Metrics {
         registry
             .sub_registry_with_prefix("quartet")
             .register(name, help, metric);
+    }
+
+    /// Adds a service's collector, which computes its metrics at scrape time
+    /// (rooms and members counted from the live state, say), under `quartet_`.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        let mut registry = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        registry
+            .sub_registry_with_prefix("quartet")
+            .register_collector(collector);
     }
 
     /// The Prometheus text exposition of every metric.
