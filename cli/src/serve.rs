@@ -2,12 +2,16 @@
 //! defaults, for trying Quartet on one machine. Deployments run each service's
 //! own binary instead.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
-use quartet_runtime::{ServerOptions, Shutdown};
+use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions, Upstreams};
+use quartet_runtime::{BoundServer, ServerOptions, Shutdown};
 use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
 
@@ -53,6 +57,10 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     weather: WeatherOptions,
 
+    /// The gateway's text listeners and limits (listeners default to 127.0.0.1 here).
+    #[command(flatten)]
+    gateway: GatewayOptions,
+
     #[command(flatten)]
     store: quartet_database::StoreOptions,
 
@@ -72,6 +80,8 @@ enum Service {
     Weather,
     /// The chat service.
     Chat,
+    /// The plain-text gateway in front of the services.
+    Gateway,
 }
 
 impl ServeArgs {
@@ -86,7 +96,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     args.server.start_metrics(&shutdown).await?;
 
     // Bind everything first: a taken port fails the command before anything serves.
-    let mut bound = Vec::new();
+    let mut bound: Vec<BoundServer> = Vec::new();
     if args.wants(Service::Transform) {
         let server = quartet_transform::server(args.server.clone(), shutdown.clone())
             .bind(args.transform_listen)
@@ -124,10 +134,33 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         bound.push(server);
     }
 
+    let gateway = if args.wants(Service::Gateway) {
+        let upstreams = gateway_upstreams(&bound);
+        let upstreams = Upstreams::new(&upstreams, args.gateway.upstream_timeout)?;
+        let gateway = Gateway::new(
+            args.gateway.clone(),
+            upstreams,
+            shutdown.clone(),
+            args.server.shutdown.clone(),
+            &args.server.metrics,
+        );
+        Some(gateway.bind(Ipv4Addr::LOCALHOST.into()).await?)
+    } else {
+        None
+    };
+
     let mut running = JoinSet::new();
     for server in bound {
         server.announce()?;
         running.spawn(server.spawn()?.stopped());
+    }
+    if let Some(gateway) = gateway {
+        gateway.announce()?;
+        let gateway = gateway.spawn();
+        running.spawn(async move {
+            gateway.stopped().await;
+            Ok(())
+        });
     }
     let mut failure = None;
     while let Some(stopped) = running.join_next().await {
@@ -141,4 +174,25 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(error) => Err(error.into()),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The gateway calls the services running here at their bound addresses, and
+/// any other at its default local address.
+fn gateway_upstreams(bound: &[BoundServer]) -> UpstreamOptions {
+    let mut upstreams = UpstreamOptions::default();
+    for server in bound {
+        let mut addr = server.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        let url = format!("http://{addr}");
+        match server.name() {
+            "transform" => upstreams.transform_addr = url,
+            "database" => upstreams.database_addr = url,
+            "weather" => upstreams.weather_addr = url,
+            "chat" => upstreams.chat_addr = url,
+            _ => {}
+        }
+    }
+    upstreams
 }

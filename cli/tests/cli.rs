@@ -620,6 +620,16 @@ async fn serve_all_runs_every_service() {
             "127.0.0.1:0",
             "--chat-listen",
             "127.0.0.1:0",
+            "--transform-text-listen",
+            "127.0.0.1:0",
+            "--database-text-listen",
+            "127.0.0.1:0",
+            "--weather-text-listen",
+            "127.0.0.1:0",
+            "--chat-text-listen",
+            "127.0.0.1:0",
+            "--chat-udp-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data.path())
@@ -633,7 +643,7 @@ async fn serve_all_runs_every_service() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut announced = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..9 {
         announced.push(
             timeout(DEADLINE, lines.next_line())
                 .await
@@ -683,6 +693,18 @@ async fn serve_all_runs_every_service() {
     let answer = run(&mut call).await;
     assert_eq!(answer.code, Some(0), "{}", answer.stderr);
     assert!(answer.stdout.contains("pressure     "), "{}", answer.stdout);
+
+    // The gateway in front of them, as a telnet user sees it.
+    let text = announced
+        .iter()
+        .find_map(|line| line.strip_prefix("gateway transform listening on "))
+        .unwrap();
+    let telnet = tokio::net::TcpStream::connect(text).await.unwrap();
+    let (read, mut write) = telnet.into_split();
+    write.write_all(b"UPPER hola\n").await.unwrap();
+    let mut lines = BufReader::new(read).lines();
+    let upper = timeout(DEADLINE, lines.next_line()).await.unwrap().unwrap();
+    assert_eq!(upper.as_deref(), Some("HOLA"));
 
     let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
@@ -1075,4 +1097,98 @@ mod weather {
             "{stderr}"
         );
     }
+}
+
+/// A telnet user on the gateway and a `quartet chat` user on gRPC share a room.
+#[tokio::test]
+async fn a_telnet_user_and_a_quartet_chat_user_talk_in_one_room() {
+    use quartet_gateway::{Gateway, GatewayOptions, Protocol, UpstreamOptions, Upstreams};
+
+    let config = quartet_chat::ChatConfig::default();
+    let hub = std::sync::Arc::new(quartet_chat::RoomHub::new(config.hub_limits()));
+    let chat = quartet_chat::server(
+        ServerOptions::default(),
+        Shutdown::new(),
+        config,
+        std::sync::Arc::new(quartet_chat::LocalBackplane::new(hub)),
+    )
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let upstreams = UpstreamOptions {
+        chat_addr: chat.url(),
+        ..UpstreamOptions::default()
+    };
+    let gateway = Gateway::new(
+        GatewayOptions::ephemeral(),
+        Upstreams::new(&upstreams, Duration::from_secs(10)).unwrap(),
+        Shutdown::new(),
+        quartet_runtime::ShutdownPolicy::default(),
+        &quartet_runtime::Metrics::new(),
+    )
+    .bind("127.0.0.1".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn();
+
+    // The telnet user joins first.
+    let telnet = tokio::net::TcpStream::connect(gateway.address(Protocol::ChatTcp).unwrap())
+        .await
+        .unwrap();
+    let (read, mut write) = telnet.into_split();
+    let mut telnet_lines = BufReader::new(read).lines();
+    let mut expect = async |line: &str| {
+        let got = timeout(DEADLINE, telnet_lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, line);
+    };
+    write
+        .write_all(b"NICK tele\r\nJOIN sala\r\n")
+        .await
+        .unwrap();
+    expect("OK nick tele").await;
+    expect("OK joined sala as tele; here: tele").await;
+
+    // The CLI user joins with piped stdin and says one line.
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_quartet"))
+        .args(["--chat-addr", &chat.url(), "chat", "sala", "--nick", "cli"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut cli_in = cli.stdin.take().unwrap();
+    let mut cli_out = BufReader::new(cli.stdout.take().unwrap()).lines();
+    expect("* cli joined").await;
+    cli_in.write_all(b"hola desde grpc\n").await.unwrap();
+    expect("cli hola desde grpc").await;
+
+    write.write_all(b"hola desde telnet\r\n").await.unwrap();
+    let heard = timeout(DEADLINE, async {
+        loop {
+            let line = cli_out
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the CLI ended early");
+            if line.contains("hola desde telnet") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the CLI user never heard the telnet user");
+    assert_eq!(heard, "<tele> hola desde telnet");
+
+    drop(cli_in);
+    let status = timeout(DEADLINE, cli.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    expect("* cli left").await;
+    gateway.stop().await;
+    chat.stop().await.unwrap();
 }

@@ -24,10 +24,13 @@
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
 //! - [`reload`]: values rebuilt when their files change (certificates, tokens).
 //! - [`status_names`]: canonical gRPC code names for logs and messages.
+//! - [`client`]: the client side (credentials, TLS, tokens, trace context) the
+//!   CLI and the gateway share.
 
 mod accept;
 pub mod auth;
 pub mod call_trace;
+pub mod client;
 pub mod config;
 pub mod health;
 pub mod message_limit;

@@ -166,6 +166,11 @@ impl BoundServer {
         self.server.health.clone()
     }
 
+    /// The server's name ("transform"), as in its announce line.
+    pub fn name(&self) -> &'static str {
+        self.server.name
+    }
+
     /// The line that tells scripts and tests where the server is, for example
     /// `transform listening on 127.0.0.1:50051`.
     pub fn announcement(&self) -> String {

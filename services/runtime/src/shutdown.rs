@@ -73,13 +73,15 @@ impl Shutdown {
         }
     }
 
-    /// Enters phase 2. Servers call this after their shutdown delay. Idempotent.
-    pub(crate) fn start_draining(&self) {
+    /// Enters phase 2. Servers call this after their shutdown delay (servers
+    /// that are not [`crate::GrpcServer`]s, like the gateway's listeners, too).
+    /// Idempotent.
+    pub fn start_draining(&self) {
         self.draining.cancel();
     }
 
     /// Completes once draining has started.
-    pub(crate) async fn draining(&self) {
+    pub async fn draining(&self) {
         self.draining.cancelled().await;
     }
 

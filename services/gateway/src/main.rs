@@ -1,0 +1,52 @@
+//! `quartet-gateway`: the plain-text protocols, bridged to the gRPC services.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context as _;
+use clap::Parser;
+use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions, Upstreams};
+use quartet_runtime::{GrpcServer, ServerOptions, Shutdown, TelemetryOptions, telemetry};
+
+/// Serves the text protocols on TCP 7001-7004 and UDP 7004.
+#[derive(Debug, Parser)]
+#[command(name = "quartet-gateway", version, about)]
+struct Args {
+    /// Where the gateway's gRPC health service listens (for Kubernetes probes).
+    #[arg(long, env = "QUARTET_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_HEALTH_PORT)))]
+    listen: SocketAddr,
+    #[command(flatten)]
+    gateway: GatewayOptions,
+    #[command(flatten)]
+    upstreams: UpstreamOptions,
+    #[command(flatten)]
+    telemetry: TelemetryOptions,
+    #[command(flatten)]
+    server: ServerOptions,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = telemetry::init(&args.telemetry, "quartet-gateway", "info")?;
+    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
+    args.server.start_metrics(&shutdown).await?;
+    let upstreams = Upstreams::new(&args.upstreams, args.gateway.upstream_timeout)?;
+    let gateway = Gateway::new(
+        args.gateway,
+        upstreams,
+        shutdown.clone(),
+        args.server.shutdown.clone(),
+        &args.server.metrics,
+    )
+    .bind(Ipv4Addr::UNSPECIFIED.into())
+    .await?;
+    let health = GrpcServer::new("gateway", args.server, shutdown)
+        .bind(args.listen)
+        .await?;
+    gateway.announce()?;
+    health.announce()?;
+    let health = health.spawn()?;
+    gateway.serve().await;
+    health.stopped().await?;
+    Ok(())
+}

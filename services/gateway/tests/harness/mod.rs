@@ -1,0 +1,172 @@
+//! Every service on port 0, a gateway in front of them, and a line client.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use quartet_gateway::{
+    Gateway, GatewayOptions, Protocol, RunningGateway, UpstreamOptions, Upstreams,
+};
+use quartet_runtime::{RunningServer, ServerOptions, Shutdown, ShutdownPolicy};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    time::timeout,
+};
+
+/// Every test finishes well within this.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The four services, running.
+pub struct Services {
+    pub transform: RunningServer,
+    pub database: RunningServer,
+    pub weather: RunningServer,
+    pub chat: RunningServer,
+    _data: tempfile::TempDir,
+}
+
+async fn serve(server: quartet_runtime::GrpcServer) -> RunningServer {
+    server
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+impl Services {
+    pub async fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let store = quartet_database::StoreOptions {
+            data_dir: data.path().to_owned(),
+            database_url: None,
+            change_retention: 1000,
+        }
+        .open()
+        .await
+        .unwrap();
+        let chat_config = quartet_chat::ChatConfig::default();
+        let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
+        Self {
+            transform: serve(quartet_transform::server(
+                ServerOptions::default(),
+                Shutdown::new(),
+            ))
+            .await,
+            database: serve(quartet_database::server(
+                ServerOptions::default(),
+                Shutdown::new(),
+                store,
+            ))
+            .await,
+            weather: serve(
+                quartet_weather::server(
+                    ServerOptions::default(),
+                    Shutdown::new(),
+                    &quartet_weather::WeatherOptions::default(),
+                )
+                .unwrap(),
+            )
+            .await,
+            chat: serve(quartet_chat::server(
+                ServerOptions::default(),
+                Shutdown::new(),
+                chat_config,
+                Arc::new(quartet_chat::LocalBackplane::new(hub)),
+            ))
+            .await,
+            _data: data,
+        }
+    }
+
+    pub fn upstream_options(&self) -> UpstreamOptions {
+        UpstreamOptions {
+            transform_addr: self.transform.url(),
+            database_addr: self.database.url(),
+            weather_addr: self.weather.url(),
+            chat_addr: self.chat.url(),
+            ..UpstreamOptions::default()
+        }
+    }
+}
+
+/// A gateway on port 0 in front of `upstreams`.
+pub async fn gateway(options: GatewayOptions, upstreams: &UpstreamOptions) -> RunningGateway {
+    let upstreams = Upstreams::new(upstreams, options.upstream_timeout).unwrap();
+    let policy = ShutdownPolicy {
+        drain_timeout: Duration::from_secs(2),
+        ..ShutdownPolicy::default()
+    };
+    Gateway::new(
+        options,
+        upstreams,
+        Shutdown::new(),
+        policy,
+        &quartet_runtime::Metrics::new(),
+    )
+    .bind("127.0.0.1".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn()
+}
+
+/// A telnet-like user: writes lines, reads lines.
+pub struct LineClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl LineClient {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        Self {
+            reader: BufReader::new(read),
+            writer: write,
+        }
+    }
+
+    pub async fn connect_to(gateway: &RunningGateway, protocol: Protocol) -> Self {
+        Self::connect(gateway.address(protocol).unwrap()).await
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    /// The next line, or `None` when the gateway closed the connection.
+    pub async fn recv(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let read = timeout(DEADLINE, self.reader.read_line(&mut line))
+            .await
+            .expect("no answer in time")
+            .unwrap();
+        if read == 0 {
+            return None;
+        }
+        assert!(line.ends_with('\n'), "answers end with a newline: {line:?}");
+        Some(line.trim_end_matches('\n').to_owned())
+    }
+
+    pub async fn line(&mut self) -> String {
+        self.recv()
+            .await
+            .expect("the gateway closed the connection")
+    }
+
+    /// Sends a request and returns its one-line answer.
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+}

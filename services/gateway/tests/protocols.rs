@@ -1,0 +1,249 @@
+//! Every command of every text protocol, over real TCP and UDP sockets, against
+//! the real services.
+
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::fmt::Write as _;
+
+use harness::{DEADLINE, LineClient, Services, gateway};
+use quartet_gateway::{GatewayOptions, Protocol};
+use tokio::{net::UdpSocket, time::timeout};
+
+#[tokio::test]
+async fn transform_commands_answer_with_the_transformed_text() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
+
+    assert_eq!(user.ask("UPPER straße").await, "STRASSE");
+    assert_eq!(user.ask("lower HOLA Mundo").await, "hola mundo");
+    assert_eq!(user.ask("REVERSE ne\u{301}e").await, "ee\u{301}n");
+    assert_eq!(user.ask("UPPER   two  spaces ").await, "  TWO  SPACES ");
+    assert_eq!(user.ask("UPPER").await, "");
+    assert!(
+        user.ask("SHOUT x")
+            .await
+            .starts_with("ERR INVALID_ARGUMENT unknown command \"SHOUT\"")
+    );
+
+    user.send("HELP").await;
+    assert_eq!(user.line().await, "OK 5");
+    for _ in 0..5 {
+        user.line().await;
+    }
+    assert_eq!(user.ask("QUIT").await, "OK bye");
+    assert_eq!(user.recv().await, None, "QUIT closes the connection");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
+
+    // A thousand requests in one write, before reading any answer.
+    let requests = (0..1000).fold(String::new(), |mut requests, i| {
+        let _ = writeln!(requests, "REVERSE línea-{i}");
+        requests
+    });
+    user.send_bytes(requests.as_bytes()).await;
+    for i in 0..1000 {
+        let expected: String = format!("línea-{i}").chars().rev().collect();
+        assert_eq!(user.line().await, expected);
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn database_commands_and_their_spanish_aliases() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut user = LineClient::connect_to(&gateway, Protocol::Database).await;
+
+    assert_eq!(
+        user.ask("ALTA 12345678-Z José Ñúñez").await,
+        "OK 12345678-Z 1 José Ñúñez"
+    );
+    assert_eq!(user.ask("ADD 2 Ana").await, "OK 2 1 Ana");
+    assert!(
+        user.ask("ADD 2 Otra")
+            .await
+            .starts_with("ERR ALREADY_EXISTS ")
+    );
+    assert_eq!(
+        user.ask("CONSULTA 12345678-Z").await,
+        "OK 12345678-Z 1 José Ñúñez"
+    );
+    assert_eq!(
+        user.ask("MODIFICACION 2 Ana María").await,
+        "OK 2 2 Ana María"
+    );
+    assert_eq!(user.ask("GET 2").await, "OK 2 2 Ana María");
+
+    user.send("LIST").await;
+    assert_eq!(user.line().await, "OK 2");
+    assert_eq!(user.line().await, "12345678-Z 1 José Ñúñez");
+    assert_eq!(user.line().await, "2 2 Ana María");
+    user.send("LIST 1").await;
+    assert_eq!(user.line().await, "OK 1");
+    assert_eq!(user.line().await, "12345678-Z 1 José Ñúñez");
+
+    assert_eq!(user.ask("BAJA 2").await, "OK 2 deleted");
+    assert!(user.ask("DEL 2").await.starts_with("ERR NOT_FOUND "));
+    assert!(user.ask("GET 2").await.starts_with("ERR NOT_FOUND "));
+    assert!(
+        user.ask("ADD onlyid")
+            .await
+            .starts_with("ERR INVALID_ARGUMENT usage: ADD <id> <name>")
+    );
+    assert!(
+        user.ask("ADD bad!id Name")
+            .await
+            .starts_with("ERR INVALID_ARGUMENT person.id:")
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn weather_commands_answer_numbers() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut user = LineClient::connect_to(&gateway, Protocol::Weather).await;
+
+    for command in [
+        "MIN_TEMP nairobi",
+        "MAX_TEMP nairobi",
+        "PRESSURE nairobi",
+        "RAINFALL nairobi",
+        "MIN_TEMP",
+    ] {
+        let answer = user.ask(command).await;
+        answer
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{command}: {answer:?} is not a number"));
+    }
+    let min: f64 = user.ask("MIN_TEMP madrid").await.parse().unwrap();
+    let max: f64 = user.ask("MAX_TEMP madrid").await.parse().unwrap();
+    assert!(min <= max);
+
+    let all = user.ask("ALL lhasa").await;
+    let fields: Vec<&str> = all.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{all}");
+    for (field, label) in fields
+        .iter()
+        .zip(["min=", "max=", "pressure=", "rainfall="])
+    {
+        field.strip_prefix(label).unwrap().parse::<f64>().unwrap();
+    }
+
+    user.send("STATIONS").await;
+    let count: usize = user
+        .line()
+        .await
+        .strip_prefix("OK ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 12);
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(user.line().await.split(' ').next().unwrap().to_owned());
+    }
+    assert!(ids.contains(&"madrid".to_owned()));
+    assert!(
+        user.ask("PRESSURE atlantis")
+            .await
+            .starts_with("ERR NOT_FOUND ")
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn two_telnet_users_chat_in_one_room_and_bye_leaves() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut ana = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
+    let mut bo = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
+
+    assert!(
+        ana.ask("hola")
+            .await
+            .starts_with("ERR FAILED_PRECONDITION ")
+    );
+    assert!(
+        ana.ask("JOIN lobby")
+            .await
+            .starts_with("ERR FAILED_PRECONDITION choose a name")
+    );
+    assert_eq!(ana.ask("NICK ana").await, "OK nick ana");
+    assert_eq!(
+        ana.ask("JOIN lobby").await,
+        "OK joined lobby as ana; here: ana"
+    );
+    assert_eq!(bo.ask("NICK bo").await, "OK nick bo");
+    assert_eq!(
+        bo.ask("JOIN lobby").await,
+        "OK joined lobby as bo; here: ana, bo"
+    );
+    assert_eq!(ana.line().await, "* bo joined");
+
+    ana.send("¿qué tal?").await;
+    assert_eq!(bo.line().await, "ana ¿qué tal?");
+    bo.send("HELP is just a line here").await;
+    assert_eq!(ana.line().await, "bo HELP is just a line here");
+
+    assert_eq!(bo.ask("bye").await, "OK bye");
+    assert_eq!(bo.recv().await, None);
+    assert_eq!(ana.line().await, "* bo left");
+
+    // The nick is free again: a newcomer may take it, and sees history.
+    let mut again = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
+    again.ask("NICK bo").await;
+    assert_eq!(
+        again.ask("JOIN lobby").await,
+        "OK joined lobby as bo; here: ana, bo"
+    );
+    assert_eq!(again.line().await, "ana ¿qué tal?");
+    assert_eq!(again.line().await, "bo HELP is just a line here");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_udp_user_and_a_tcp_user_share_a_room() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.connect(gateway.address(Protocol::ChatUdp).unwrap())
+        .await
+        .unwrap();
+    let mut buffer = vec![0; 2048];
+    let mut receive = async || {
+        let len = timeout(DEADLINE, udp.recv(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8(buffer[..len].to_vec()).unwrap()
+    };
+
+    udp.send(b"NICK uma\n").await.unwrap();
+    assert_eq!(receive().await, "OK nick uma");
+    udp.send(b"JOIN plaza").await.unwrap();
+    assert_eq!(receive().await, "OK joined plaza as uma; here: uma");
+
+    let mut tito = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
+    tito.ask("NICK tito").await;
+    tito.ask("JOIN plaza").await;
+    assert_eq!(receive().await, "* tito joined");
+    tito.send("hola uma").await;
+    assert_eq!(receive().await, "tito hola uma");
+    udp.send(b"hola tito\r\n").await.unwrap();
+    assert_eq!(tito.line().await, "uma hola tito");
+    udp.send(b"bye").await.unwrap();
+    assert_eq!(receive().await, "OK bye");
+    assert_eq!(tito.line().await, "* uma left");
+    gateway.stop().await;
+}
