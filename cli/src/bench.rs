@@ -28,7 +28,14 @@ use quartet_proto::{
 };
 use quartet_runtime::status_names::code_name;
 use serde::Serialize;
-use tokio::task::JoinSet;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    task::JoinSet,
+};
 use tonic::Status;
 
 use crate::{
@@ -62,6 +69,9 @@ pub(crate) struct BenchArgs {
     /// How long to run before counting.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
+    /// Where text-transform connects (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    text_addr: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,6 +82,9 @@ enum Scenario {
     DbCreate,
     /// Database: GetPerson of existing records.
     DbGet,
+    /// A text protocol: `UPPER hola, mundo` lines over TCP, one connection per
+    /// worker (the gateway, or any server speaking the transform text protocol).
+    TextTransform,
 }
 
 /// One worker's client and position.
@@ -86,6 +99,10 @@ enum Caller {
         client: PeopleServiceClient<Connection>,
         ids: Arc<Vec<String>>,
         next: usize,
+    },
+    Text {
+        lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
+        out: OwnedWriteHalf,
     },
 }
 
@@ -123,6 +140,15 @@ impl Caller {
                 *next = (*next + 1) % ids.len();
                 let id = ids[*next].clone();
                 client.get_person(GetPersonRequest { id }).await.map(drop)
+            }
+            Self::Text { lines, out } => {
+                let io = |error: std::io::Error| Status::unavailable(error.to_string());
+                out.write_all(b"UPPER hola, mundo\n").await.map_err(io)?;
+                match lines.next_line().await.map_err(io)? {
+                    Some(answer) if answer.starts_with("ERR ") => Err(Status::unknown(answer)),
+                    Some(_) => Ok(()),
+                    None => Err(Status::unavailable("connection closed")),
+                }
             }
         }
     }
@@ -163,7 +189,7 @@ fn millis(micros: u64) -> f64 {
 
 fn address(client: &ClientOptions, scenario: Scenario) -> &str {
     match scenario {
-        Scenario::Transform => &client.transform_addr,
+        Scenario::Transform | Scenario::TextTransform => &client.transform_addr,
         Scenario::DbCreate | Scenario::DbGet => &client.database_addr,
     }
 }
@@ -191,6 +217,37 @@ async fn prepare_reads(channel: Connection) -> anyhow::Result<Arc<Vec<String>>> 
         .import_people(tokio_stream::iter([ImportPeopleRequest { people }]))
         .await?;
     Ok(Arc::new(ids))
+}
+
+/// The client worker `worker` calls with.
+async fn caller(
+    args: &BenchArgs,
+    worker: usize,
+    channels: &[Connection],
+    ids: &Arc<Vec<String>>,
+    prefix: &str,
+) -> anyhow::Result<Caller> {
+    let channel = || channels[worker % channels.len()].clone();
+    Ok(match args.scenario {
+        Scenario::Transform => Caller::Transform(TransformServiceClient::new(channel())),
+        Scenario::DbCreate => Caller::DbCreate {
+            client: PeopleServiceClient::new(channel()),
+            prefix: format!("{prefix}-{worker}"),
+            next: 0,
+        },
+        Scenario::DbGet => Caller::DbGet {
+            client: PeopleServiceClient::new(channel()),
+            ids: ids.clone(),
+            next: worker,
+        },
+        Scenario::TextTransform => {
+            let (read, out) = TcpStream::connect(&args.text_addr).await?.into_split();
+            Caller::Text {
+                lines: BufReader::new(read).lines(),
+                out,
+            }
+        }
+    })
 }
 
 /// When counting starts and when the run ends, and how many counted calls remain.
@@ -246,8 +303,10 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     );
     let address = address(client, args.scenario);
     let mut channels = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        channels.push(connect(address, client.timeout, &client.credentials).await?);
+    if args.scenario != Scenario::TextTransform {
+        for _ in 0..args.connections {
+            channels.push(connect(address, client.timeout, &client.credentials).await?);
+        }
     }
     let ids = match args.scenario {
         Scenario::DbGet => prepare_reads(channels[0].clone()).await?,
@@ -263,20 +322,7 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     };
     let mut workers = JoinSet::new();
     for worker in 0..args.concurrency {
-        let channel = channels[worker % channels.len()].clone();
-        let caller = match args.scenario {
-            Scenario::Transform => Caller::Transform(TransformServiceClient::new(channel)),
-            Scenario::DbCreate => Caller::DbCreate {
-                client: PeopleServiceClient::new(channel),
-                prefix: format!("{prefix}-{worker}"),
-                next: 0,
-            },
-            Scenario::DbGet => Caller::DbGet {
-                client: PeopleServiceClient::new(channel),
-                ids: ids.clone(),
-                next: worker,
-            },
-        };
+        let caller = caller(&args, worker, &channels, &ids, &prefix).await?;
         workers.spawn(measure(caller, window.clone()));
     }
 
