@@ -91,7 +91,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", default="10s")
+    parser.add_argument("--idle-only", action="store_true", help="only measure 10,000 idle connections")
     options = parser.parse_args()
+    if options.idle_only:
+        before, after = idle_connections()
+        print(f"10,000 idle connections: gateway RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB "
+              f"({(after - before) / 10_000:.1f} KiB per connection)")
+        return
 
     gateway, addresses = start([QUARTET, "serve", "transform", "gateway", "--transform-listen", "127.0.0.1:0",
                                 "--transform-text-listen", "127.0.0.1:0", *OFF], 2)
@@ -125,7 +131,7 @@ def main():
           f"gateway / redis ceiling: {medians['gateway'] / medians['redis']:.0%}")
     before, after = idle_connections()
     print(f"\n10,000 idle connections: gateway RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB "
-          f"({(after - before) / 10:.1f} KiB per connection)")
+          f"({(after - before) / 10_000:.1f} KiB per connection)")
 
 
 if __name__ == "__main__":

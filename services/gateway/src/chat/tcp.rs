@@ -14,6 +14,7 @@ use tokio_util::codec::FramedRead;
 use super::session::{self, Input, LineSink};
 use crate::{
     codec::{Line, LineCodec, LineError},
+    lines::{READ_BUFFER, WRITE_BUFFER},
     upstreams::Upstreams,
 };
 
@@ -46,7 +47,7 @@ pub async fn serve_connection(
     drain: DrainSignal,
 ) {
     let (read, write) = stream.into_split();
-    let input = FramedRead::new(read, LineCodec::new(max_line_bytes))
+    let input = FramedRead::with_capacity(read, LineCodec::new(max_line_bytes), READ_BUFFER)
         .map(|line| match line {
             Ok(Line::Text(text)) => Some(Input::Line(text)),
             Ok(Line::NotUtf8) => Some(Input::NotUtf8),
@@ -56,7 +57,7 @@ pub async fn serve_connection(
         .take_while(|input| std::future::ready(input.is_some()))
         .filter_map(std::future::ready);
     let sink = TcpSink {
-        out: BufWriter::new(write),
+        out: BufWriter::with_capacity(WRITE_BUFFER, write),
         patience: idle,
     };
     session::run(upstreams, Box::pin(input), sink, idle, drain).await;
