@@ -8,6 +8,8 @@ use std::{
 };
 
 use anyhow::Context as _;
+
+use crate::failure::UsageError;
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions, Upstreams};
@@ -91,6 +93,13 @@ impl ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.server.health_listen.is_some() {
+        return Err(UsageError(
+            "--health-listen serves one server's health; run the service's own binary for it"
+                .into(),
+        )
+        .into());
+    }
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
     // Every server below shares this registry (clones of args.server).
     args.server.start_metrics(&shutdown).await?;

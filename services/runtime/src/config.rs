@@ -47,6 +47,17 @@ pub struct Limits {
     /// Largest header list a client may send, in bytes.
     #[arg(long, env = "QUARTET_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
     pub max_header_list_bytes: u32,
+
+    /// Close connections this old (GOAWAY, then the grace below), so clients
+    /// reconnect and spread over new replicas: HTTP/2 otherwise pins a client to
+    /// one pod behind a Kubernetes ClusterIP Service. Off when absent.
+    #[arg(long, env = "QUARTET_MAX_CONNECTION_AGE", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Option<Duration>,
+
+    /// How long a connection past its age may finish its calls before it is
+    /// cut (long streams resume on a new connection).
+    #[arg(long, env = "QUARTET_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +70,8 @@ impl Default for Limits {
             http2_keepalive_interval: Duration::from_secs(30),
             http2_keepalive_timeout: Duration::from_secs(10),
             max_header_list_bytes: 16 * 1024,
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(30),
         }
     }
 }
@@ -110,6 +123,12 @@ pub struct ServerOptions {
     #[arg(long, env = "QUARTET_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_interval)]
     pub reload_interval: Duration,
 
+    /// A second, plaintext port serving only `grpc.health.v1`, for probes that
+    /// cannot speak TLS (Kubernetes' gRPC probes) when the server uses TLS. One
+    /// server per process: `quartet serve` refuses it.
+    #[arg(long, env = "QUARTET_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
+
     /// Where to serve Prometheus metrics (`GET /metrics`); off when absent. One
     /// endpoint per process: `quartet serve` shows every server's metrics on it.
     #[arg(long, env = "QUARTET_METRICS_LISTEN")]
@@ -128,6 +147,7 @@ impl Default for ServerOptions {
             tls: TlsOptions::default(),
             auth: AuthOptions::default(),
             reload_interval: Duration::from_secs(10),
+            health_listen: None,
             metrics_listen: None,
             metrics: Metrics::default(),
         }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use tokio::{net::TcpListener, task::JoinHandle, time::sleep};
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder, transport::Server};
 use tower_service::Service;
@@ -139,12 +140,43 @@ impl GrpcServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
+        let health_listener =
+            match self.options.health_listen {
+                Some(health_addr) => {
+                    Some(TcpListener::bind(health_addr).await.map_err(|source| {
+                        ServeError::Bind {
+                            addr: health_addr,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
         Ok(BoundServer {
             server: self,
             listener,
             local_addr,
+            health_listener,
         })
     }
+}
+
+/// tonic's HTTP/2 server with every limit set deliberately (tonic's own
+/// defaults leave several unbounded).
+fn http2_server(limits: &crate::Limits) -> Server {
+    let mut builder = Server::builder();
+    if let Some(age) = limits.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(limits.max_connection_age_grace);
+    }
+    builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
 }
 
 /// A server whose port is bound, ready to serve.
@@ -153,6 +185,8 @@ pub struct BoundServer {
     server: GrpcServer,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The plaintext health-only port, when `--health-listen` is set.
+    health_listener: Option<TcpListener>,
 }
 
 impl BoundServer {
@@ -177,11 +211,22 @@ impl BoundServer {
         format!("{} listening on {}", self.server.name, self.local_addr)
     }
 
+    /// The plaintext health port's address, when there is one.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Prints [`announcement`](Self::announcement) on stdout, flushed, for the
-    /// script or test that started this process (logs go to stderr).
+    /// script or test that started this process (logs go to stderr), and
+    /// `<name> health listening on ADDR` when there is a health port.
     pub fn announce(&self) -> io::Result<()> {
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{}", self.announcement())?;
+        if let Some(addr) = self.health_addr() {
+            writeln!(stdout, "{} health listening on {addr}", self.server.name)?;
+        }
         stdout.flush()
     }
 
@@ -198,11 +243,13 @@ impl BoundServer {
     /// `quartet serve` use it to run several servers in one process.
     pub fn spawn(self) -> Result<RunningServer, ServeError> {
         let local_addr = self.local_addr;
+        let health_addr = self.health_addr();
         let health = self.server.health.clone();
         let shutdown = self.server.shutdown.clone();
         let task = tokio::spawn(self.start()?);
         Ok(RunningServer {
             local_addr,
+            health_addr,
             health,
             shutdown,
             task,
@@ -218,6 +265,7 @@ impl BoundServer {
             server,
             listener,
             local_addr,
+            health_listener,
         } = self;
         let GrpcServer {
             name,
@@ -248,13 +296,7 @@ impl BoundServer {
             .tokens(options.reload_interval, reloaders.clone())?;
         let secure = if tls.is_some() { "tls" } else { "plaintext" };
         let incoming = accept::incoming(listener, tls);
-        let router = Server::builder()
-            .max_concurrent_streams(limits.max_concurrent_streams)
-            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
-            .http2_max_header_list_size(limits.max_header_list_bytes)
-            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
-            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
+        let router = http2_server(limits)
             .layer(CallTraceLayer::new(options.metrics.clone()))
             .layer(BearerAuthLayer::new(tokens))
             .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
@@ -282,10 +324,27 @@ impl BoundServer {
             }
         };
 
+        // Probes keep their answers until the drain: they must see NOT_SERVING.
+        let health_only = health_listener.map(|listener| {
+            let drain = shutdown.drain_signal();
+            http2_server(limits)
+                .add_service(health.service(drain.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    drain.draining().await;
+                })
+        });
+
         health.set_all(ServingStatus::Serving);
         info!(server = name, %local_addr, transport = secure, services = ?service_names, "serving");
         Ok(async move {
             let _reloaders = reloaders.drop_guard();
+            if let Some(health_only) = health_only {
+                tokio::spawn(async move {
+                    if let Err(error) = health_only.await {
+                        warn!(server = name, error = %error, "health port failed");
+                    }
+                });
+            }
             let serving = router.serve_with_incoming_shutdown(incoming, stop_accepting);
             let drain_deadline = async {
                 shutdown.draining().await;
@@ -310,6 +369,7 @@ impl BoundServer {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
     health: HealthRegistry,
     shutdown: Shutdown,
     task: JoinHandle<Result<(), ServeError>>,
@@ -319,6 +379,11 @@ impl RunningServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plaintext health port's address, when `--health-listen` is set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
     }
 
     /// The address as a URL a tonic client connects to (`http://127.0.0.1:PORT`).

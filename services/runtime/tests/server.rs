@@ -345,3 +345,39 @@ async fn every_call_is_logged_with_method_peer_code_and_latency() {
     // The client dropped the stream it no longer wanted.
     assert!(finished("TransformStream", "CANCELLED"), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn connections_past_their_max_age_are_closed_so_clients_rebalance() {
+    let mut options = ServerOptions::default();
+    options.limits.max_connection_age = Some(Duration::from_millis(200));
+    options.limits.max_connection_age_grace = Duration::from_millis(200);
+    let server = start(options, Probe::default()).await;
+    let mut client = TransformServiceClient::new(channel(&server).await);
+
+    // A stream that never ends by itself is cut once its connection is too old.
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let mut echoes = client
+        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    sender.send(say("ping")).await.unwrap();
+    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+    let started = Instant::now();
+    let end = timeout(DEADLINE, echoes.message())
+        .await
+        .expect("the old connection was never closed");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A new call gets a fresh connection and is served.
+    assert_eq!(
+        client
+            .transform(say("again"))
+            .await
+            .unwrap()
+            .into_inner()
+            .text,
+        "again"
+    );
+    server.stop().await.unwrap();
+}

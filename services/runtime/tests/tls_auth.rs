@@ -292,3 +292,45 @@ async fn bearer_tokens_guard_every_call_but_health_and_rotate_with_their_file() 
     assert_eq!(retired.code(), Code::Unauthenticated);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tls_server_answers_plaintext_probes_on_its_health_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new("probe ca");
+    write_server_files(
+        dir.path(),
+        &ca.leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth),
+    );
+    let mut options = tls_options(dir.path(), None);
+    options.health_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(options, Probe::default()).await;
+
+    // What Kubernetes' gRPC probe does: plaintext Check on the health port.
+    let health_url = format!("http://{}", server.health_addr().unwrap());
+    let channel = Channel::from_shared(health_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status, 1, "SERVING");
+    // Only health lives there: the service stays behind TLS.
+    let refused = TransformServiceClient::new(channel)
+        .transform(say("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented);
+    assert_eq!(
+        call_over_tls(server.local_addr().port(), &ca, None)
+            .await
+            .unwrap(),
+        "over tls"
+    );
+    server.stop().await.unwrap();
+}
