@@ -1,1 +1,128 @@
-//! End-to-end tests live in `tests/`; this library is empty on purpose.
+//! # quartet-e2e
+//!
+//! End-to-end tests live in `tests/`. This library is the harness they, and
+//! every service's binary tests, share: start a real server process, learn its
+//! address from the line it announces, and signal it.
+//!
+//! # Layout
+//! - [`ServerProcess`]: a child process started with stdout piped, and the
+//!   addresses it announced (`<name> listening on ADDR`).
+
+use std::{collections::HashMap, process::Stdio, time::Duration};
+
+use nix::unistd::Pid;
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+    time::timeout,
+};
+
+/// The signals tests send (SIGTERM to drain, SIGKILL to crash).
+pub use nix::sys::signal::Signal;
+
+/// How long a test waits for a process to announce itself or to exit.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why a server process did not come up as a test expected.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The process could not be started.
+    #[error("cannot start the server: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// It exited, or printed something else, before announcing everything.
+    #[error("the server stopped before announcing {expected}: {detail}")]
+    NotAnnounced {
+        /// What was awaited.
+        expected: String,
+        /// What happened instead.
+        detail: String,
+    },
+    /// It took longer than [`DEADLINE`].
+    #[error("the server did not announce itself within {DEADLINE:?}")]
+    TimedOut,
+}
+
+/// A server binary running for a test, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    announced: HashMap<String, String>,
+    /// The rest of its stdout, for tests that read more.
+    pub stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl ServerProcess {
+    /// Starts `command` and waits until it has announced every name in
+    /// `names` (`transform` for `transform listening on ADDR`). Logs are kept to
+    /// warnings unless the command says otherwise.
+    pub async fn start(mut command: Command, names: &[&str]) -> Result<Self, HarnessError> {
+        command.stdout(Stdio::piped()).kill_on_drop(true);
+        if std::env::var_os("RUST_LOG").is_none() {
+            command.env("RUST_LOG", "warn");
+        }
+        let mut child = command.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| HarnessError::NotAnnounced {
+                expected: names.join(", "),
+                detail: "no stdout".into(),
+            })?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let mut announced = HashMap::new();
+        while !names.iter().all(|name| announced.contains_key(*name)) {
+            let line = timeout(DEADLINE, stdout.next_line())
+                .await
+                .map_err(|_| HarnessError::TimedOut)??
+                .ok_or_else(|| HarnessError::NotAnnounced {
+                    expected: names.join(", "),
+                    detail: "stdout closed".into(),
+                })?;
+            let (name, addr) =
+                line.rsplit_once(" listening on ")
+                    .ok_or_else(|| HarnessError::NotAnnounced {
+                        expected: names.join(", "),
+                        detail: format!("unexpected line {line:?}"),
+                    })?;
+            announced.insert(name.to_owned(), addr.to_owned());
+        }
+        Ok(Self {
+            child,
+            announced,
+            stdout,
+        })
+    }
+
+    /// The address `name` announced (`127.0.0.1:PORT`), if it did.
+    pub fn addr(&self, name: &str) -> Option<&str> {
+        self.announced.get(name).map(String::as_str)
+    }
+
+    /// The gRPC URL of what `name` announced (`http://127.0.0.1:PORT`).
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.addr(name).map(|addr| format!("http://{addr}"))
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) -> Result<(), HarnessError> {
+        let id = self.child.id().ok_or_else(|| HarnessError::NotAnnounced {
+            expected: "a running process".into(),
+            detail: "it has exited".into(),
+        })?;
+        let pid = i32::try_from(id).map_err(|_| HarnessError::NotAnnounced {
+            expected: "a valid pid".into(),
+            detail: id.to_string(),
+        })?;
+        nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit and returns its exit code (`None` when a
+    /// signal ended it).
+    pub async fn exit_code(&mut self) -> Result<Option<i32>, HarnessError> {
+        let status = timeout(DEADLINE, self.child.wait())
+            .await
+            .map_err(|_| HarnessError::TimedOut)??;
+        Ok(status.code())
+    }
+}

@@ -6,60 +6,38 @@
 
 mod member;
 
-use std::process::Stdio;
-
 use member::{DEADLINE, Member};
-use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_e2e::{ServerProcess, Signal};
 use quartet_proto::chat::v1::server_event::Event;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    time::timeout,
-};
+use tokio::{process::Command, time::timeout};
 use tonic::Code;
 
-async fn spawn_server() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
+/// Starts the binary with `flags` on a free port.
+async fn start(flags: &[&str]) -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-chat"));
+    command
         .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .env_remove("QUARTET_NATS_URL")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the server never announced itself")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("chat listening on ")
-        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
-    (child, format!("http://{addr}"))
+        .args(flags)
+        .env_remove("QUARTET_NATS_URL");
+    ServerProcess::start(command, &["chat"]).await.unwrap()
 }
 
 #[tokio::test]
 async fn sigterm_sends_going_away_ends_streams_unavailable_and_exits_zero() {
-    let (mut child, url) = spawn_server().await;
-    let mut ana = Member::join(&url, "lobby", "ana", None).await;
+    let mut server = start(&[]).await;
+    let mut ana = Member::join(&server.url("chat").unwrap(), "lobby", "ana", None).await;
     ana.joined().await;
     ana.say("hola").await;
     assert_eq!(ana.lines(1).await[0].text, "hola");
 
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    server.signal(Signal::SIGTERM).unwrap();
 
     match ana.next().await {
         Event::GoingAway(going) => assert_eq!(going.reason, "server shutting down"),
         other => panic!("expected GoingAway, got {other:?}"),
     }
     assert_eq!(ana.end_status().await.code(), Code::Unavailable);
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("no exit after SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }
 
 #[tokio::test]
@@ -99,35 +77,18 @@ async fn an_unreachable_nats_is_reported_and_exits_non_zero() {
 }
 
 /// Starts the binary as one replica on the NATS at `nats`, under `prefix`.
-async fn spawn_replica(nats: &str, prefix: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-chat"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--nats-url",
-            nats,
-            "--nats-prefix",
-            prefix,
-            "--rate-per-second",
-            "1000",
-            "--rate-burst",
-            "1000",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the replica never announced itself")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("chat listening on ")
-        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
-    (child, format!("http://{addr}"))
+async fn start_replica(nats: &str, prefix: &str) -> ServerProcess {
+    start(&[
+        "--nats-url",
+        nats,
+        "--nats-prefix",
+        prefix,
+        "--rate-per-second",
+        "1000",
+        "--rate-burst",
+        "1000",
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -137,8 +98,9 @@ async fn two_server_processes_on_one_nats_carry_one_conversation() {
         return;
     };
     let prefix = member::Prefix::new(&nats);
-    let (mut first, first_url) = spawn_replica(&nats, &prefix.name).await;
-    let (mut second, second_url) = spawn_replica(&nats, &prefix.name).await;
+    let mut first = start_replica(&nats, &prefix.name).await;
+    let mut second = start_replica(&nats, &prefix.name).await;
+    let (first_url, second_url) = (first.url("chat").unwrap(), second.url("chat").unwrap());
 
     let mut ana = Member::join(&first_url, "plaza", "ana", None).await;
     ana.joined().await;
@@ -171,15 +133,13 @@ async fn two_server_processes_on_one_nats_carry_one_conversation() {
     assert_eq!(seqs, (1..=2 * EACH as u64).collect::<Vec<_>>());
 
     // The first process shuts down: its member is told, the other sees it go.
-    let pid = Pid::from_raw(i32::try_from(first.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    first.signal(Signal::SIGTERM).unwrap();
     assert!(matches!(ana.next().await, Event::GoingAway(_)));
     assert_eq!(
         bo.presence_of("ana").await,
         Some(quartet_proto::chat::v1::LeaveReason::ServerShutdown)
     );
-    let status = timeout(DEADLINE, first.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(first.exit_code().await.unwrap(), Some(0));
 
     // ana resumes on the second process from where she stopped.
     drop(ana);
@@ -193,8 +153,6 @@ async fn two_server_processes_on_one_nats_carry_one_conversation() {
     );
 
     drop((ana, bo));
-    let pid = Pid::from_raw(i32::try_from(second.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
-    let status = timeout(DEADLINE, second.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
+    second.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(second.exit_code().await.unwrap(), Some(0));
 }

@@ -7,48 +7,22 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    process::Stdio,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_e2e::{DEADLINE, ServerProcess, Signal};
 use quartet_proto::database::v1::{
     CreatePersonRequest, ListPeopleRequest, Person, people_service_client::PeopleServiceClient,
 };
-use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
-    process::{Child, Command},
-    time::timeout,
-};
+use tokio::{process::Command, time::timeout};
 
-const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn spawn_server(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-database"))
+async fn start(data_dir: &Path) -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-database"));
+    command
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .env_remove("QUARTET_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the server never announced itself")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("database listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    (child, format!("http://{addr}"))
-}
-
-fn signal(child: &Child, signal: Signal) {
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, signal).unwrap();
+        .env_remove("QUARTET_DATABASE_URL");
+    ServerProcess::start(command, &["database"]).await.unwrap()
 }
 
 async fn everyone(url: String) -> BTreeMap<String, Person> {
@@ -82,7 +56,8 @@ async fn everyone(url: String) -> BTreeMap<String, Person> {
 #[tokio::test]
 async fn every_acknowledged_write_survives_sigkill() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn_server(data.path()).await;
+    let mut server = start(data.path()).await;
+    let url = server.url("database").unwrap();
 
     let acknowledged: Arc<Mutex<Vec<Person>>> = Arc::default();
     let (enough, mut enough_reached) = tokio::sync::watch::channel(false);
@@ -123,15 +98,19 @@ async fn every_acknowledged_write_survives_sigkill() {
         .await
         .unwrap()
         .unwrap();
-    signal(&child, Signal::SIGKILL);
-    child.wait().await.unwrap();
+    server.signal(Signal::SIGKILL).unwrap();
+    assert_eq!(
+        server.exit_code().await.unwrap(),
+        None,
+        "killed by the signal"
+    );
     timeout(DEADLINE, writers.join_all())
         .await
         .expect("writers hung");
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    let (mut restarted, url) = spawn_server(data.path()).await;
-    let stored = everyone(url).await;
+    let mut restarted = start(data.path()).await;
+    let stored = everyone(restarted.url("database").unwrap()).await;
     for person in &acknowledged {
         assert_eq!(
             stored.get(&person.id),
@@ -140,14 +119,14 @@ async fn every_acknowledged_write_survives_sigkill() {
         );
     }
     assert!(stored.len() >= acknowledged.len());
-    signal(&restarted, Signal::SIGTERM);
-    restarted.wait().await.unwrap();
+    restarted.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(restarted.exit_code().await.unwrap(), Some(0));
 }
 
 #[tokio::test]
 async fn sigterm_exits_zero_and_a_second_process_cannot_share_the_directory() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, _url) = spawn_server(data.path()).await;
+    let mut server = start(data.path()).await;
 
     let second = Command::new(env!("CARGO_BIN_EXE_quartet-database"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -160,10 +139,6 @@ async fn sigterm_exits_zero_and_a_second_process_cannot_share_the_directory() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("in use by another process"), "{stderr}");
 
-    signal(&child, Signal::SIGTERM);
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("no exit after SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    server.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }

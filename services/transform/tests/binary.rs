@@ -4,54 +4,26 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Stdio, time::Duration};
-
-use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_e2e::{DEADLINE, ServerProcess, Signal};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, transform_service_client::TransformServiceClient,
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    time::timeout,
-};
+use tokio::{process::Command, time::timeout};
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Starts the binary on a free port and returns it with its gRPC URL, read
-/// from the line it prints once it is listening.
-async fn spawn_server() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quartet-transform"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the server never announced itself")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("transform listening on ")
-        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
-    (child, format!("http://{addr}"))
-}
-
-fn send(child: &Child, signal: Signal) {
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, signal).unwrap();
+async fn start() -> ServerProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-transform"));
+    command.args(["--listen", "127.0.0.1:0"]);
+    ServerProcess::start(command, &["transform"]).await.unwrap()
 }
 
 #[tokio::test]
 async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
-    let (mut child, url) = spawn_server().await;
+    let mut server = start().await;
+    let url = server.url("transform").unwrap();
     let channel = tonic::transport::Channel::from_shared(url)
         .unwrap()
         .connect()
@@ -98,7 +70,7 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
         .unwrap();
     assert_eq!(answers.message().await.unwrap().unwrap().text, "cba");
 
-    send(&child, Signal::SIGTERM);
+    server.signal(Signal::SIGTERM).unwrap();
 
     let not_serving = timeout(DEADLINE, watch.message())
         .await
@@ -111,11 +83,7 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
         .expect("stream kept open");
     assert_eq!(end.unwrap_err().code(), Code::Unavailable);
 
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("no exit after SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
     drop(requests);
 }
 

@@ -5,57 +5,36 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Stdio, time::Duration};
-
-use nix::{sys::signal::Signal, unistd::Pid};
+use quartet_e2e::{DEADLINE, ServerProcess, Signal};
 use quartet_proto::weather::v1::{
     GetReadingRequest, ReadingSource, WatchReadingsRequest,
     weather_service_client::WeatherServiceClient,
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-    time::timeout,
-};
+use tokio::{process::Command, time::timeout};
 use tonic::Code;
-
-const DEADLINE: Duration = Duration::from_secs(30);
 
 fn weather() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-weather"));
     command
         .env_remove("QUARTET_OBSERVATIONS")
         .env_remove("QUARTET_LISTEN")
-        .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     command
 }
 
-/// Starts the binary on a free port and returns it with its gRPC URL, read
-/// from the line it prints once it is listening.
-async fn spawn_server(extra: &[&str]) -> (Child, String) {
-    let mut child = weather()
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = timeout(DEADLINE, BufReader::new(stdout).lines().next_line())
-        .await
-        .expect("the server never announced itself")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("weather listening on ")
-        .unwrap_or_else(|| panic!("unexpected announce line {line:?}"));
-    (child, format!("http://{addr}"))
+/// Starts the binary on a free port, with `extra` flags.
+async fn start(extra: &[&str]) -> ServerProcess {
+    let mut command = weather();
+    command.args(["--listen", "127.0.0.1:0"]).args(extra);
+    ServerProcess::start(command, &["weather"]).await.unwrap()
 }
 
 #[tokio::test]
 async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
-    let (mut child, url) = spawn_server(&[]).await;
-    let mut client = WeatherServiceClient::connect(url).await.unwrap();
+    let mut server = start(&[]).await;
+    let mut client = WeatherServiceClient::connect(server.url("weather").unwrap())
+        .await
+        .unwrap();
     let reading = client
         .get_reading(GetReadingRequest {
             station_id: "madrid".into(),
@@ -84,25 +63,22 @@ async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
         .unwrap()
         .unwrap();
 
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    server.signal(Signal::SIGTERM).unwrap();
 
     let end = timeout(DEADLINE, watch.message())
         .await
         .expect("watch kept open");
     assert_eq!(end.unwrap_err().code(), Code::Unavailable);
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("no exit after SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }
 
 #[tokio::test]
 async fn serves_the_observations_file_it_is_given() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/data/observations-sample.csv");
-    let (_child, url) = spawn_server(&["--observations", sample]).await;
-    let mut client = WeatherServiceClient::connect(url).await.unwrap();
+    let server = start(&["--observations", sample]).await;
+    let mut client = WeatherServiceClient::connect(server.url("weather").unwrap())
+        .await
+        .unwrap();
     let reading = client
         .get_reading(GetReadingRequest {
             station_id: "london".into(),
