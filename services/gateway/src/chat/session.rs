@@ -329,3 +329,106 @@ async fn relay<S: LineSink>(
     };
     reply(sink, &line).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use proptest::prelude::*;
+    use quartet_runtime::DrainSignal;
+
+    use super::{Input, LineSink, run};
+    use crate::{options::UpstreamOptions, upstreams::Upstreams};
+
+    /// Collects what a session sends.
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<String>>>);
+
+    impl LineSink for Recorded {
+        async fn send(&mut self, line: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(line.to_owned());
+            Ok(())
+        }
+    }
+
+    fn upstreams() -> Upstreams {
+        let nowhere = UpstreamOptions {
+            chat_addr: "http://127.0.0.1:9".into(),
+            ..UpstreamOptions::default()
+        };
+        Upstreams::new(&nowhere, Duration::from_millis(200)).unwrap()
+    }
+
+    async fn session(inputs: Vec<Input>) -> Vec<String> {
+        let sink = Recorded::default();
+        let stream = futures_util::stream::iter(inputs);
+        run(
+            upstreams(),
+            stream,
+            sink.clone(),
+            Duration::from_secs(5),
+            DrainSignal::never(),
+        )
+        .await;
+        let lines = sink.0.lock().unwrap().clone();
+        lines
+    }
+
+    fn line(text: &str) -> Input {
+        Input::Line(text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn before_joining_only_commands_are_understood() {
+        let answers = session(vec![
+            line("hola"),
+            line("JOIN lobby"),
+            line("NICK two words"),
+            line("nick ana"),
+            Input::NotUtf8,
+            line("quit"),
+            line("never read"),
+        ])
+        .await;
+        assert_eq!(
+            answers,
+            [
+                "ERR FAILED_PRECONDITION join a room first: NICK <name>, then JOIN <room>",
+                "ERR FAILED_PRECONDITION choose a name first: NICK <name>",
+                "ERR INVALID_ARGUMENT usage: NICK <name> (no spaces)",
+                "OK nick ana",
+                "ERR INVALID_ARGUMENT line is not valid UTF-8",
+                "OK bye",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_join_the_service_cannot_answer_is_an_unavailable_error() {
+        let answers = session(vec![line("NICK ana"), line("JOIN lobby")]).await;
+        assert_eq!(answers[0], "OK nick ana");
+        assert!(answers[1].starts_with("ERR UNAVAILABLE "), "{answers:?}");
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_limit_ends_the_session() {
+        let answers = session(vec![Input::TooLong, line("NICK never")]).await;
+        assert_eq!(answers, ["ERR line too long"]);
+    }
+
+    proptest! {
+        #[test]
+        fn any_line_before_joining_gets_exactly_one_well_formed_answer(text in "\\PC{0,60}") {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let verb = text.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+            // JOIN with a nick set is an upstream call; HELP answers several lines.
+            prop_assume!(verb != "HELP");
+            let answers = runtime.block_on(session(vec![line(&text)]));
+            prop_assert_eq!(answers.len(), 1, "{:?}", answers);
+            prop_assert!(answers[0].starts_with("OK ") || answers[0].starts_with("ERR "), "{:?}", answers);
+        }
+    }
+}

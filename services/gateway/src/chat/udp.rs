@@ -155,3 +155,22 @@ fn start_session(
     });
     queue
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Input, lines_of};
+
+    #[test]
+    fn a_datagram_is_a_line_or_several_with_optional_endings() {
+        assert_eq!(lines_of(b"NICK uma"), [Input::Line("NICK uma".into())]);
+        assert_eq!(lines_of(b"NICK uma\r\n"), [Input::Line("NICK uma".into())]);
+        assert_eq!(
+            lines_of(b"NICK uma\nJOIN plaza\n"),
+            [
+                Input::Line("NICK uma".into()),
+                Input::Line("JOIN plaza".into())
+            ]
+        );
+        assert_eq!(lines_of(b"\xff\n"), [Input::NotUtf8]);
+    }
+}
