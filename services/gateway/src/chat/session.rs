@@ -373,8 +373,7 @@ mod tests {
             DrainSignal::never(),
         )
         .await;
-        let lines = sink.0.lock().unwrap().clone();
-        lines
+        sink.0.lock().unwrap().clone()
     }
 
     fn line(text: &str) -> Input {
