@@ -4,6 +4,7 @@
 //! sends one call, waits for the answer, records its latency, and sends the next.
 //! Calls during `--warmup` are made but not counted. The report gives throughput,
 //! latency percentiles (hdrhistogram, microsecond resolution) and errors by code.
+//! `startup` is the odd one out: it times a server's start instead ([`startup`]).
 
 use std::{
     collections::BTreeMap,
@@ -12,42 +13,24 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use quartet_proto::{
-    database::v1::{
-        CreatePersonRequest, GetPersonRequest, ImportPeopleRequest, Person,
-        people_service_client::PeopleServiceClient,
-    },
-    transform::v1::{
-        Operation, TransformRequest, transform_service_client::TransformServiceClient,
-    },
-};
 use quartet_runtime::status_names::code_name;
 use serde::Serialize;
-use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
-    task::JoinSet,
-};
-use tonic::Status;
+use tokio::task::JoinSet;
 
-use crate::{
-    cli::ClientOptions,
-    connect::{Connection, connect},
-    output::Printer,
-};
+use crate::{cli::ClientOptions, connect::connect, output::Printer};
+
+mod caller;
+mod startup;
+
+use caller::Caller;
 
 /// Highest latency the histograms record (longer calls are clamped to it).
 const MAX_LATENCY_MICROS: u64 = 60_000_000;
-/// Records the db-get scenario creates and then reads.
-const GET_RECORDS: usize = 1000;
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -72,86 +55,36 @@ pub(crate) struct BenchArgs {
     /// Where text-transform connects (HOST:PORT).
     #[arg(long, default_value = "127.0.0.1:7001")]
     text_addr: String,
+    /// startup: how many times to start the server.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// startup: how long the server idles before its memory is read.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// startup: the server's command line, after `--`.
+    #[arg(last = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     /// Transform: unary UPPER of a short text.
     Transform,
+    /// Transform: one long-lived TransformStream per worker, one request and its
+    /// answer per call.
+    TransformStream,
     /// Database: CreatePerson with a new id each call (durable writes).
     DbCreate,
     /// Database: GetPerson of existing records.
     DbGet,
+    /// Weather: GetReading of all four metrics, now, cycling through stations.
+    WeatherGet,
     /// A text protocol: `UPPER hola, mundo` lines over TCP, one connection per
     /// worker (the gateway, or any server speaking the transform text protocol).
     TextTransform,
-}
-
-/// One worker's client and position.
-enum Caller {
-    Transform(TransformServiceClient<Connection>),
-    DbCreate {
-        client: PeopleServiceClient<Connection>,
-        prefix: String,
-        next: u64,
-    },
-    DbGet {
-        client: PeopleServiceClient<Connection>,
-        ids: Arc<Vec<String>>,
-        next: usize,
-    },
-    Text {
-        lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
-        out: OwnedWriteHalf,
-    },
-}
-
-impl Caller {
-    async fn call(&mut self) -> Result<(), Status> {
-        match self {
-            Self::Transform(client) => {
-                let request = TransformRequest {
-                    operation: Operation::Upper.into(),
-                    text: "hola, mundo".into(),
-                };
-                client.transform(request).await.map(drop)
-            }
-            Self::DbCreate {
-                client,
-                prefix,
-                next,
-            } => {
-                *next += 1;
-                let person = Person {
-                    id: format!("{prefix}-{next}"),
-                    name: "Bench Mark".into(),
-                    email: "bench@example.com".into(),
-                    age: Some(33),
-                    ..Person::default()
-                };
-                client
-                    .create_person(CreatePersonRequest {
-                        person: Some(person),
-                    })
-                    .await
-                    .map(drop)
-            }
-            Self::DbGet { client, ids, next } => {
-                *next = (*next + 1) % ids.len();
-                let id = ids[*next].clone();
-                client.get_person(GetPersonRequest { id }).await.map(drop)
-            }
-            Self::Text { lines, out } => {
-                let io = |error: std::io::Error| Status::unavailable(error.to_string());
-                out.write_all(b"UPPER hola, mundo\n").await.map_err(io)?;
-                match lines.next_line().await.map_err(io)? {
-                    Some(answer) if answer.starts_with("ERR ") => Err(Status::unknown(answer)),
-                    Some(_) => Ok(()),
-                    None => Err(Status::unavailable("connection closed")),
-                }
-            }
-        }
-    }
+    /// Not a load: starts the server given after `--` (`--runs` times) and
+    /// reports the time from process start to SERVING and its idle memory.
+    Startup,
 }
 
 /// What one worker measured.
@@ -189,65 +122,13 @@ fn millis(micros: u64) -> f64 {
 
 fn address(client: &ClientOptions, scenario: Scenario) -> &str {
     match scenario {
-        Scenario::Transform | Scenario::TextTransform => &client.transform_addr,
-        Scenario::DbCreate | Scenario::DbGet => &client.database_addr,
-    }
-}
-
-/// A prefix no earlier run used, so created ids never collide.
-fn run_id() -> String {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_micros());
-    format!("bench-{micros}")
-}
-
-async fn prepare_reads(channel: Connection) -> anyhow::Result<Arc<Vec<String>>> {
-    let prefix = run_id();
-    let ids: Vec<String> = (0..GET_RECORDS).map(|i| format!("{prefix}-{i}")).collect();
-    let people: Vec<Person> = ids
-        .iter()
-        .map(|id| Person {
-            id: id.clone(),
-            name: "Bench Mark".into(),
-            ..Person::default()
-        })
-        .collect();
-    PeopleServiceClient::new(channel)
-        .import_people(tokio_stream::iter([ImportPeopleRequest { people }]))
-        .await?;
-    Ok(Arc::new(ids))
-}
-
-/// The client worker `worker` calls with.
-async fn caller(
-    args: &BenchArgs,
-    worker: usize,
-    channels: &[Connection],
-    ids: &Arc<Vec<String>>,
-    prefix: &str,
-) -> anyhow::Result<Caller> {
-    let channel = || channels[worker % channels.len()].clone();
-    Ok(match args.scenario {
-        Scenario::Transform => Caller::Transform(TransformServiceClient::new(channel())),
-        Scenario::DbCreate => Caller::DbCreate {
-            client: PeopleServiceClient::new(channel()),
-            prefix: format!("{prefix}-{worker}"),
-            next: 0,
-        },
-        Scenario::DbGet => Caller::DbGet {
-            client: PeopleServiceClient::new(channel()),
-            ids: ids.clone(),
-            next: worker,
-        },
-        Scenario::TextTransform => {
-            let (read, out) = TcpStream::connect(&args.text_addr).await?.into_split();
-            Caller::Text {
-                lines: BufReader::new(read).lines(),
-                out,
-            }
+        Scenario::Transform | Scenario::TransformStream | Scenario::TextTransform => {
+            &client.transform_addr
         }
-    })
+        Scenario::DbCreate | Scenario::DbGet => &client.database_addr,
+        Scenario::WeatherGet => &client.weather_addr,
+        Scenario::Startup => "",
+    }
 }
 
 /// When counting starts and when the run ends, and how many counted calls remain.
@@ -297,6 +178,12 @@ async fn measure(mut caller: Caller, window: Window) -> anyhow::Result<Tally> {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let printer = Printer::new(client.output);
+    if args.scenario == Scenario::Startup {
+        let report = startup::probe(&args.command, args.runs.max(1), args.idle).await?;
+        printer.print(&report.to_string(), &report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     anyhow::ensure!(
         args.concurrency > 0 && args.connections > 0,
         "concurrency and connections must be positive"
@@ -308,11 +195,7 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
             channels.push(connect(address, client.timeout, &client.credentials).await?);
         }
     }
-    let ids = match args.scenario {
-        Scenario::DbGet => prepare_reads(channels[0].clone()).await?,
-        _ => Arc::default(),
-    };
-    let prefix = run_id();
+    let shared = caller::prepare(args.scenario, channels.first().cloned()).await?;
 
     let counting_from = Instant::now() + args.warmup;
     let window = Window {
@@ -322,7 +205,8 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     };
     let mut workers = JoinSet::new();
     for worker in 0..args.concurrency {
-        let caller = caller(&args, worker, &channels, &ids, &prefix).await?;
+        let channel = (!channels.is_empty()).then(|| channels[worker % channels.len()].clone());
+        let caller = Caller::new(&args, worker, channel, &shared).await?;
         workers.spawn(measure(caller, window.clone()));
     }
 
@@ -340,7 +224,7 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
         .saturating_duration_since(counting_from)
         .as_secs_f64();
     let report = Report::new(&args, seconds, &latencies, errors);
-    Printer::new(client.output).print(&report.to_string(), &report)?;
+    printer.print(&report.to_string(), &report)?;
     Ok(ExitCode::SUCCESS)
 }
 
