@@ -1,15 +1,23 @@
-//! [`CallTrace`]: one tracing span per call, with the method, the peer, and once
-//! the call ends, its status code and latency.
+//! [`CallTrace`]: the metrics of every call, and one tracing span per call with
+//! the method, the peer, and once the call ends, its status code and latency.
 //!
 //! A call ends when its response does: with the `grpc-status` of a trailers-only
 //! response, with the trailers at the end of the body, or as CANCELLED when the
 //! body is dropped first (the client went away). Successful and client-caused
-//! outcomes are logged at DEBUG, server faults at WARN, under the target
-//! `quartet::call`: `RUST_LOG=info,quartet::call=debug` logs every call.
+//! outcomes are logged at DEBUG, server faults at WARN (with the method and
+//! peer in the event itself), under the target `quartet::call`.
+//!
+//! The span is at DEBUG too: `RUST_LOG=info,quartet::call=debug` logs every call
+//! inside its span, and exported traces (`--otlp-endpoint`) always have it. At
+//! the default `info` level no span is built: a span with formatted fields cost
+//! about a sixth of the throughput of a small unary call (BENCHMARKS.md), which
+//! is too much to pay for context that only DEBUG lines would show.
 
 use std::{
     future::Future,
+    net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
@@ -21,10 +29,10 @@ use pin_project_lite::pin_project;
 use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::{Span, debug, field, info_span, warn};
+use tracing::{Span, debug, debug_span, field, warn};
 
 use crate::{
-    metrics::{MethodLabels, Metrics},
+    metrics::{MethodMetrics, Metrics},
     status_names::code_name,
 };
 
@@ -76,7 +84,7 @@ where
             .extensions()
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr);
-        let span = info_span!(
+        let span = debug_span!(
             target: "quartet::call",
             "call",
             method = request.uri().path(),
@@ -84,17 +92,20 @@ where
             code = field::Empty,
             latency_ms = field::Empty,
         );
-        if let Some(peer) = peer {
-            span.record("peer", field::display(peer));
+        if !span.is_disabled() {
+            if let Some(peer) = peer {
+                span.record("peer", field::display(peer));
+            }
+            crate::telemetry::continue_remote_trace(&span, request.headers());
         }
-        crate::telemetry::continue_remote_trace(&span, request.headers());
-        let method = MethodLabels::from_path(request.uri().path());
-        self.metrics.calls().started(&method);
+        let method = self.metrics.calls().method(request.uri().path());
+        method.started();
         let inner = span.in_scope(|| self.inner.call(request));
         CallTraceFuture {
             inner,
             record: Some(CallRecord {
                 span,
+                peer,
                 started: Instant::now(),
                 finished: false,
                 metrics: self.metrics.clone(),
@@ -108,10 +119,11 @@ where
 /// exactly once.
 struct CallRecord {
     span: Span,
+    peer: Option<SocketAddr>,
     started: Instant,
     finished: bool,
     metrics: Metrics,
-    method: MethodLabels,
+    method: Arc<MethodMetrics>,
 }
 
 impl std::fmt::Debug for CallRecord {
@@ -131,16 +143,24 @@ impl CallRecord {
         // Microsecond precision is all a log reader wants.
         #[allow(clippy::cast_precision_loss)]
         let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-        let code = code_name(code);
-        self.metrics
-            .calls()
-            .finished(&self.method, code, elapsed.as_secs_f64());
-        self.span.record("code", code);
-        self.span.record("latency_ms", latency_ms);
+        self.method
+            .finished(self.metrics.calls(), code, elapsed.as_secs_f64());
+        let name = code_name(code);
+        if !self.span.is_disabled() {
+            self.span.record("code", name);
+            self.span.record("latency_ms", latency_ms);
+        }
         if is_server_fault(code) {
-            warn!(target: "quartet::call", parent: &self.span, code, latency_ms, "call failed");
+            if self.span.is_disabled() {
+                // No span to carry them: say which call failed in the event itself.
+                let method = self.method.path();
+                let peer = self.peer.map(field::display);
+                warn!(target: "quartet::call", method, peer, code = name, latency_ms, "call failed");
+            } else {
+                warn!(target: "quartet::call", parent: &self.span, code = name, latency_ms, "call failed");
+            }
         } else {
-            debug!(target: "quartet::call", parent: &self.span, code, latency_ms, "call finished");
+            debug!(target: "quartet::call", parent: &self.span, code = name, latency_ms, "call finished");
         }
     }
 }
@@ -153,8 +173,8 @@ impl Drop for CallRecord {
     }
 }
 
-fn is_server_fault(code: &str) -> bool {
-    matches!(code, "INTERNAL" | "UNKNOWN" | "DATA_LOSS")
+fn is_server_fault(code: Code) -> bool {
+    matches!(code, Code::Internal | Code::Unknown | Code::DataLoss)
 }
 
 fn status_code(headers: &HeaderMap) -> Option<Code> {

@@ -6,9 +6,10 @@
 //! `grpc_server_in_flight` for calls open now (streams included).
 
 use std::{
+    collections::HashMap,
     fmt,
     net::SocketAddr,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
 };
 
 use prometheus_client::{
@@ -23,9 +24,10 @@ use prometheus_client::{
     registry::{Metric, Registry},
 };
 use tokio::net::TcpListener;
+use tonic::Code;
 use tracing::{info, warn};
 
-use crate::shutdown::Shutdown;
+use crate::{shutdown::Shutdown, status_names::code_name};
 
 /// Labels of a finished call (named as go-grpc-prometheus names them).
 #[allow(clippy::struct_field_names)]
@@ -56,29 +58,115 @@ impl MethodLabels {
     }
 }
 
+/// Distinct request paths given their own labels; calls to further paths
+/// (which only a client probing random names sends: they are all UNIMPLEMENTED)
+/// share one `unknown` series, so such a client cannot grow memory or the
+/// scrape without bound.
+const MAX_METHODS: usize = 256;
+
+/// Number of gRPC status codes (OK = 0 to UNAUTHENTICATED = 16).
+const CODES: usize = 17;
+
+/// The series of one method, looked up once per method rather than once per
+/// call: a call then costs a few atomic operations, with no label strings
+/// built, hashed or compared.
+pub(crate) struct MethodMetrics {
+    path: Box<str>,
+    labels: MethodLabels,
+    in_flight: Gauge,
+    latency: Histogram,
+    /// `grpc_server_handled_total` by code, created on a code's first use so the
+    /// scrape shows only codes that happened.
+    handled: [OnceLock<Counter>; CODES],
+}
+
+impl MethodMetrics {
+    /// The request path (`/package.Service/Method`) these series count.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// A call has started.
+    pub(crate) fn started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A call has ended with `code` after `seconds`.
+    pub(crate) fn finished(&self, calls: &CallMetrics, code: Code, seconds: f64) {
+        self.in_flight.dec();
+        self.latency.observe(seconds);
+        // Codes past UNAUTHENTICATED do not exist on the wire; count them as UNKNOWN.
+        let index = usize::try_from(code as i32)
+            .ok()
+            .filter(|index| *index < CODES)
+            .unwrap_or(Code::Unknown as usize);
+        self.handled[index]
+            .get_or_init(|| {
+                calls
+                    .handled
+                    .get_or_create(&HandledLabels {
+                        grpc_service: self.labels.grpc_service.clone(),
+                        grpc_method: self.labels.grpc_method.clone(),
+                        grpc_code: code_name(code),
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+}
+
 /// The call metrics every server records.
 pub(crate) struct CallMetrics {
     handled: Family<HandledLabels, Counter>,
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<MethodLabels, Gauge>,
+    /// Each request path's series, resolved once.
+    methods: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
+    /// The series of paths past [`MAX_METHODS`].
+    unknown: OnceLock<Arc<MethodMetrics>>,
 }
 
 impl CallMetrics {
-    /// A call has started.
-    pub(crate) fn started(&self, method: &MethodLabels) {
-        self.in_flight.get_or_create(method).inc();
+    fn new() -> Self {
+        Self {
+            handled: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            in_flight: Family::default(),
+            methods: RwLock::default(),
+            unknown: OnceLock::new(),
+        }
     }
 
-    /// A call has ended with `code` after `seconds`.
-    pub(crate) fn finished(&self, method: &MethodLabels, code: &'static str, seconds: f64) {
-        self.in_flight.get_or_create(method).dec();
-        self.latency.get_or_create(method).observe(seconds);
-        let labels = HandledLabels {
-            grpc_service: method.grpc_service.clone(),
-            grpc_method: method.grpc_method.clone(),
-            grpc_code: code,
-        };
-        self.handled.get_or_create(&labels).inc();
+    /// The series of calls to `path` (`/package.Service/Method`).
+    pub(crate) fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        let methods = self.methods.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = methods.get(path) {
+            return found.clone();
+        }
+        let full = methods.len() >= MAX_METHODS;
+        drop(methods);
+        if full {
+            return self
+                .unknown
+                .get_or_init(|| self.resolve("/unknown/unknown"))
+                .clone();
+        }
+        let mut methods = self.methods.write().unwrap_or_else(PoisonError::into_inner);
+        methods
+            .entry(path.into())
+            .or_insert_with(|| self.resolve(path))
+            .clone()
+    }
+
+    fn resolve(&self, path: &str) -> Arc<MethodMetrics> {
+        let labels = MethodLabels::from_path(path);
+        Arc::new(MethodMetrics {
+            path: path.into(),
+            in_flight: self.in_flight.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+            handled: std::array::from_fn(|_| OnceLock::new()),
+            labels,
+        })
     }
 }
 
@@ -123,11 +211,7 @@ impl Metrics {
     /// A registry with the call metrics in it.
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let calls = CallMetrics {
-            handled: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            in_flight: Family::default(),
-        };
+        let calls = CallMetrics::new();
         registry.register(
             "grpc_server_handled",
             "gRPC calls finished, by method and status code",
@@ -228,5 +312,56 @@ impl Metrics {
         });
         info!(addr = %local, "metrics on /metrics");
         local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::{MAX_METHODS, Metrics};
+
+    #[test]
+    fn calls_are_counted_by_method_and_code() {
+        let metrics = Metrics::new();
+        let method = metrics
+            .calls()
+            .method("/quartet.transform.v1.TransformService/Transform");
+        method.started();
+        method.finished(metrics.calls(), Code::Ok, 0.001);
+        method.started();
+        method.finished(metrics.calls(), Code::InvalidArgument, 0.001);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"grpc_server_handled_total{grpc_service="quartet.transform.v1.TransformService",grpc_method="Transform",grpc_code="INVALID_ARGUMENT"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"grpc_code="OK"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"grpc_server_in_flight{grpc_service="quartet.transform.v1.TransformService",grpc_method="Transform"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn random_method_names_cannot_grow_the_series_without_bound() {
+        let metrics = Metrics::new();
+        for i in 0..MAX_METHODS + 100 {
+            let method = metrics.calls().method(&format!("/probe.Service{i}/Method"));
+            method.started();
+            method.finished(metrics.calls(), Code::Unimplemented, 0.0);
+        }
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("grpc_server_handled_total{"))
+            .count();
+        assert_eq!(series, MAX_METHODS + 1, "{text}");
+        assert!(
+            text.contains(
+                r#"grpc_service="unknown",grpc_method="unknown",grpc_code="UNIMPLEMENTED"} 100"#
+            ),
+            "{text}"
+        );
     }
 }

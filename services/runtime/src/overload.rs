@@ -8,13 +8,15 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
 };
 
 use futures_util::future::Either;
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, body::Body};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -24,7 +26,7 @@ use crate::health::HEALTH_SERVICE_NAME;
 /// Builds [`InFlightLimit`] services sharing one budget.
 #[derive(Debug, Clone)]
 pub struct InFlightLimitLayer {
-    permits: Arc<Semaphore>,
+    permits: Arc<InFlight>,
     limit: usize,
 }
 
@@ -32,7 +34,7 @@ impl InFlightLimitLayer {
     /// Allows `limit` calls in flight across every connection of a server.
     pub fn new(limit: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limit)),
+            permits: Arc::new(InFlight::default()),
             limit,
         }
     }
@@ -54,7 +56,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
 #[derive(Debug, Clone)]
 pub struct InFlightLimit<S> {
     inner: S,
-    permits: Arc<Semaphore>,
+    permits: Arc<InFlight>,
     limit: usize,
 }
 
@@ -79,7 +81,7 @@ where
             .is_some_and(|path| path.starts_with(HEALTH_SERVICE_NAME));
         let permit = if health {
             None
-        } else if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+        } else if let Some(permit) = InFlight::try_enter(&self.permits, self.limit) {
             Some(permit)
         } else {
             let status = Status::resource_exhausted(format!(
@@ -100,7 +102,7 @@ pin_project! {
     pub struct Permitted<F> {
         #[pin]
         inner: F,
-        _permit: Option<OwnedSemaphorePermit>,
+        _permit: Option<Permit>,
     }
 }
 
@@ -109,5 +111,37 @@ impl<F: Future> Future for Permitted<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)
+    }
+}
+
+/// The count of calls in flight. A plain atomic counter rather than a
+/// semaphore: calls never wait for a permit (they are refused at once), and
+/// handing one back to a semaphore takes its waiters' lock, which two busy
+/// worker threads then contend for on every call.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    calls: AtomicUsize,
+}
+
+impl InFlight {
+    /// Counts one more call, unless `limit` are in flight already.
+    fn try_enter(this: &Arc<Self>, limit: usize) -> Option<Permit> {
+        let before = this.calls.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            this.calls.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Permit(this.clone()))
+    }
+}
+
+/// One call in flight; dropping it (when the response future ends) counts
+/// the call out.
+#[derive(Debug)]
+pub struct Permit(Arc<InFlight>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
     }
 }

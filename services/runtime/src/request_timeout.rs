@@ -65,7 +65,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         RequestTimeoutFuture {
             inner: self.inner.call(request),
-            deadline: sleep(self.timeout),
+            deadline: None,
             timeout: self.timeout,
         }
     }
@@ -73,11 +73,15 @@ where
 
 pin_project! {
     /// The response future of [`RequestTimeout`].
+    ///
+    /// The timer is armed only when the first poll does not answer: most unary
+    /// calls answer at once, and for them a timer (a clock read and a timer
+    /// wheel entry, added and removed) would be pure cost. The time before that
+    /// first poll is spent queued in the connection, not in the call.
     pub struct RequestTimeoutFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        deadline: Sleep,
+        deadline: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
     }
 }
@@ -94,7 +98,10 @@ where
         if let Poll::Ready(output) = this.inner.poll(cx) {
             return Poll::Ready(output);
         }
-        if this.deadline.poll(cx).is_ready() {
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(sleep(*this.timeout)));
+        if deadline.as_mut().poll(cx).is_ready() {
             let status = Status::deadline_exceeded(format!(
                 "no answer within the server's request timeout of {}",
                 humantime::format_duration(*this.timeout)

@@ -17,9 +17,9 @@ use opentelemetry::{
 };
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing::Span;
+use tracing::{Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer as _, filter::filter_fn, fmt, prelude::*};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -111,9 +111,15 @@ pub fn init(
                 .with_resource(Resource::builder().with_service_name(service).build())
                 .with_batch_exporter(exporter)
                 .build();
+            // INFO and up, plus the per-call spans (DEBUG, so that logs at the
+            // default level do not pay for them) but not the per-call DEBUG events.
+            let exported = filter_fn(|metadata| {
+                *metadata.level() <= Level::INFO
+                    || (metadata.is_span() && metadata.target() == "quartet::call")
+            });
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service))
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+                .with_filter(exported);
             (Some(layer), Some(provider))
         }
         None => (None, None),

@@ -346,6 +346,45 @@ async fn every_call_is_logged_with_method_peer_code_and_latency() {
     assert!(finished("TransformStream", "CANCELLED"), "{lines:#?}");
 }
 
+// At the default level there is no call span (it costs too much per call), but
+// a server fault is still logged, naming the method and the peer itself.
+#[tokio::test(flavor = "current_thread")]
+async fn server_faults_are_logged_with_their_method_at_the_default_level() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let mut client = TransformServiceClient::new(channel(&server).await);
+    client.transform(say("fine")).await.unwrap();
+    let status = client.transform(say("broken")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    server.stop().await.unwrap();
+
+    let lines = logs.lines();
+    let failed: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains("call failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{lines:#?}");
+    assert!(
+        failed[0].contains(&format!("method=\"/{SERVICE_NAME}/Transform\""))
+            && failed[0].contains("peer=127.0.0.1:")
+            && failed[0].contains("code=\"INTERNAL\""),
+        "{lines:#?}"
+    );
+    // Successful calls stay quiet, and no line carries a call span.
+    assert!(
+        !lines.iter().any(|line| line.contains("call{")),
+        "{lines:#?}"
+    );
+}
+
 #[tokio::test]
 async fn connections_past_their_max_age_are_closed_so_clients_rebalance() {
     let mut options = ServerOptions::default();

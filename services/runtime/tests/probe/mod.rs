@@ -65,6 +65,7 @@ impl TransformService for Probe {
                 self.release.notified().await;
             }
             "bad" => return Err(Status::invalid_argument("bad on purpose")),
+            "broken" => return Err(Status::internal("broken on purpose")),
             _ => {}
         }
         Ok(Response::new(TransformResponse { text }))

@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Quartet's benchmark suite, end to end: builds the release binaries, starts
+the servers, loads them with `quartet bench`, and writes one JSON file and one
+SVG chart per scenario, each with its baselines measured in the same run.
+
+Every gRPC scenario runs against three servers that answer the same proto:
+
+- quartet: the real service binary (shared runtime, all layers on);
+- bare: `quartet-bare`, the same handler on a plain tonic server with no
+  layers (bench/bare): what tonic itself costs, our limit;
+- python: `bench/python_server.py`, a grpcio (asyncio) server, what a user of
+  the classic exercises would write.
+
+Runs alternate between the servers (run 1 of each, then run 2 of each, ...)
+so that a burst of load from elsewhere on this shared machine hits all of them
+alike; the report is the median of the runs.
+
+Usage:
+    python3 -m pip install -r bench/requirements.txt
+    python3 bench/suite.py                       # everything (about 15 minutes)
+    python3 bench/suite.py --only transform,startup --runs 5 --duration 5s
+    python3 bench/suite.py --list
+
+Scenarios: transform, transform-stream, db-create, db-get, weather-get,
+startup (process start to SERVING, idle RSS), weather-watch (10,000 watches,
+`cargo bench -p quartet-weather`), chat-fanout (`cargo bench -p quartet-chat`),
+gateway (text lines through the gateway, bench/gateway.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import charts  # noqa: E402  (the sibling module, after the path is set)
+import gateway  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+QUARTET = RELEASE / "quartet"
+PYTHON_SERVER = [sys.executable, str(ROOT / "bench" / "python_server.py")]
+ANNOUNCE = re.compile(r"^(\S+) listening on (\S+)$")
+START_DEADLINE = 60.0
+
+GRPC_SCENARIOS = {
+    # scenario: (quartet bench scenario, server kind, client flag)
+    "transform": ("transform", "transform", "--transform-addr"),
+    "transform-stream": ("transform-stream", "transform", "--transform-addr"),
+    "db-create": ("db-create", "database", "--database-addr"),
+    "db-get": ("db-get", "database", "--database-addr"),
+    "weather-get": ("weather-get", "weather", "--weather-addr"),
+}
+OTHER_SCENARIOS = ["startup", "weather-watch", "chat-fanout", "gateway"]
+
+
+class Server:
+    """A server process started for a scenario; its gRPC address is read from
+    its `<name> listening on ADDR` line, so every server binds port 0."""
+
+    def __init__(self, name: str, command: list[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True
+        )
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise SystemExit(f"{name}: {command[0]} exited before announcing its address")
+            match = ANNOUNCE.match(line.strip())
+            if match:
+                self.address = match.group(2)
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: no address announced within {START_DEADLINE} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def server_commands(kind: str, scratch: Path) -> dict[str, list[str]]:
+    """The three servers of a scenario, by name."""
+    quartet = [str(RELEASE / f"quartet-{kind}"), "--listen", "127.0.0.1:0"]
+    bare = [str(RELEASE / "quartet-bare"), kind]
+    python = list(PYTHON_SERVER)
+    if kind == "database":
+        quartet += ["--data-dir", str(scratch / "quartet")]
+        bare += ["--data-dir", str(scratch / "bare")]
+        python += ["--data-dir", str(scratch / "python")]
+    return {"quartet": quartet, "bare": bare, "python": python}
+
+
+def quartet_bench(args: list[str]) -> dict:
+    output = subprocess.run(
+        [str(QUARTET), "--output", "json", "bench", *args], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(output)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> float | None:
+    """Half the min-max range: the whisker drawn on a chart."""
+    return (max(values) - min(values)) / 2 if len(values) > 1 else None
+
+
+def grpc_scenario(name: str, options: argparse.Namespace, out: Path) -> dict:
+    scenario, kind, flag = GRPC_SCENARIOS[name]
+    with tempfile.TemporaryDirectory(prefix=f"quartet-bench-{name}-") as scratch:
+        servers = {
+            label: Server(label, command) for label, command in server_commands(kind, Path(scratch)).items()
+        }
+        runs: dict[str, list[dict]] = {label: [] for label in servers}
+        try:
+            for run in range(options.runs):
+                for label, server in servers.items():
+                    report = quartet_bench([
+                        flag, f"http://{server.address}", scenario,
+                        "--concurrency", str(options.concurrency), "--connections", "1",
+                        "--duration", options.duration, "--warmup", options.warmup,
+                    ])
+                    runs[label].append(report)
+                    log(f"{name} run {run + 1} {label:8} {report['per_second']:>9.0f}/s "
+                        f"p50 {report['latency_ms']['p50']:.2f} ms p99 {report['latency_ms']['p99']:.2f} ms "
+                        f"errors {report['errors']}")
+        finally:
+            for server in servers.values():
+                server.stop()
+    summary = {
+        label: {
+            "per_second": median([r["per_second"] for r in reports]),
+            "p50_ms": median([r["latency_ms"]["p50"] for r in reports]),
+            "p99_ms": median([r["latency_ms"]["p99"] for r in reports]),
+            "errors": sum(sum(r["errors"].values()) for r in reports),
+            "runs": [round(r["per_second"]) for r in reports],
+        }
+        for label, reports in runs.items()
+    }
+    quartet = summary["quartet"]["per_second"]
+    result = {
+        "scenario": name,
+        "concurrency": options.concurrency,
+        "servers": summary,
+        "quartet_vs_bare": quartet / summary["bare"]["per_second"],
+        "quartet_vs_python": quartet / summary["python"]["per_second"],
+    }
+    charts.bar_chart(
+        str(out / f"{name}.svg"),
+        f"{name}: {options.concurrency} calls in flight, one connection (median of {options.runs})",
+        "calls/s",
+        [(label, [(label, s["per_second"], spread([float(v) for v in s["runs"]]))]) for label, s in summary.items()],
+    )
+    return result
+
+
+def startup_scenario(options: argparse.Namespace, out: Path) -> dict:
+    text_off = ["--transform-text-listen", "127.0.0.1:0", "--database-text-listen", "127.0.0.1:0",
+                "--weather-text-listen", "127.0.0.1:0", "--chat-text-listen", "127.0.0.1:0",
+                "--chat-udp-listen", "127.0.0.1:0"]
+    with tempfile.TemporaryDirectory(prefix="quartet-bench-startup-") as scratch:
+        commands = {
+            "transform": [str(RELEASE / "quartet-transform"), "--listen", "127.0.0.1:0"],
+            "database": [str(RELEASE / "quartet-database"), "--listen", "127.0.0.1:0", "--data-dir", scratch],
+            "weather": [str(RELEASE / "quartet-weather"), "--listen", "127.0.0.1:0"],
+            "chat": [str(RELEASE / "quartet-chat"), "--listen", "127.0.0.1:0"],
+            "gateway": [str(RELEASE / "quartet-gateway"), "--listen", "127.0.0.1:0", *text_off],
+            "bare transform (baseline)": [str(RELEASE / "quartet-bare"), "transform"],
+            "python grpcio (baseline)": list(PYTHON_SERVER),
+        }
+        servers = {}
+        for label, command in commands.items():
+            report = quartet_bench(["startup", "--runs", str(max(options.runs, 3)), "--idle", "2s", "--", *command])
+            servers[label] = {
+                "serving_ms": report["median_serving_ms"],
+                "idle_rss_mib": report["median_idle_rss_mib"],
+                "runs_ms": report["serving_ms"],
+                "runs_rss_mib": report["idle_rss_mib"],
+            }
+            log(f"startup {label:28} SERVING after {report['median_serving_ms']:.1f} ms, "
+                f"idle RSS {report['median_idle_rss_mib']:.1f} MiB")
+    charts.bar_chart(str(out / "startup-serving.svg"), "Process start to SERVING (median)", "ms",
+                     [(label, [("ms", s["serving_ms"], spread(s["runs_ms"]))]) for label, s in servers.items()])
+    charts.bar_chart(str(out / "startup-idle-rss.svg"), "Idle resident memory (median)", "MiB",
+                     [(label, [("MiB", s["idle_rss_mib"], spread(s["runs_rss_mib"]))])
+                      for label, s in servers.items()])
+    return {"scenario": "startup", "servers": servers}
+
+
+def cargo_bench(package: str, bench: str, args: list[str], env: dict[str, str]) -> str:
+    command = ["cargo", "bench", "--quiet", "-p", package, "--bench", bench, "--", *args]
+    log("$ " + " ".join(command))
+    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True,
+                            env={**os.environ, **env}).stdout
+    for line in output.splitlines():
+        log("  " + line)
+    return output
+
+
+def number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    if not match:
+        raise SystemExit(f"cannot find {pattern!r} in the benchmark's output")
+    return float(match.group(1))
+
+
+def weather_watch_scenario(options: argparse.Namespace, out: Path) -> dict:
+    output = cargo_bench("quartet-weather", "weather", [], {
+        "WEATHER_BENCH_RUNS": str(options.runs), "WEATHER_BENCH_STREAMS": "10000",
+        "WEATHER_BENCH_WATCH_ROUNDS": "1", "WEATHER_BENCH_WINDOW_SECS": "10",
+    })
+    result = {
+        "scenario": "weather-watch",
+        "provider_readings_per_second": number(r"provider alone \(baseline\): median (\d+)", output),
+        "get_reading_per_second": number(r"GetReading over gRPC: median (\d+)", output),
+        "streams": 10_000,
+        "delivered_per_second": number(r"watch: (\d+) readings/s delivered", output),
+        "gap_p50_ms": number(r"gap between a stream's readings p50 (\d+) ms", output),
+        "gap_p99_ms": number(r"p99 (\d+) ms, p99\.9", output),
+        "server_cpu_percent": number(r"server CPU (\d+)% of one core", output),
+        "rss_holding_mib": number(r"server RSS holding \d+ streams: (\d+) KiB", output) / 1024,
+        "raw": output,
+    }
+    charts.bar_chart(str(out / "weather-watch.svg"), "10,000 watch streams at 1 s: readings delivered per second",
+                     "readings/s", [("ideal", [("ideal", 10_000.0, None)]),
+                                    ("delivered", [("delivered", result["delivered_per_second"], None)])])
+    return result
+
+
+def chat_fanout_scenario(options: argparse.Namespace, out: Path) -> dict:
+    args = ["--seconds", "10", "--rate", "500"]
+    nats = os.environ.get("QUARTET_TEST_NATS_URL")
+    if nats:
+        args += ["--nats-url", nats]
+    output = cargo_bench("quartet-chat", "fanout", args, {})
+    setups = {}
+    for match in re.finditer(r"^(\w+)\s+members=\d+ rate=\d+/s deliveries/s=(\d+) delivered=(\d+)/(\d+) "
+                             r"p50=([\d.]+)ms p99=([\d.]+)ms", output, re.MULTILINE):
+        setups[match.group(1)] = {
+            "deliveries_per_second": float(match.group(2)),
+            "delivered": int(match.group(3)), "expected": int(match.group(4)),
+            "p50_ms": float(match.group(5)), "p99_ms": float(match.group(6)),
+        }
+    charts.bar_chart(str(out / "chat-fanout.svg"), "Chat fan-out: 200 members, 500 lines/s, p99 latency",
+                     "ms", [(name, [("p99", s["p99_ms"], None)]) for name, s in setups.items()])
+    return {"scenario": "chat-fanout", "setups": setups, "raw": output}
+
+
+def gateway_scenario(options: argparse.Namespace, out: Path) -> dict:
+    # bench/gateway.py's helpers, against `quartet serve transform gateway`.
+    process, addresses = gateway.start(
+        [str(QUARTET), "serve", "transform", "gateway", "--transform-listen", "127.0.0.1:0",
+         "--transform-text-listen", "127.0.0.1:0", *gateway.OFF], 2)
+    text_address = addresses[1]
+    classic, classic_addresses = gateway.start(
+        [sys.executable, str(ROOT / "bench" / "classic_transform_server.py")], 1)
+    runs: dict[str, list[dict]] = {"gateway": [], "classic python": [], "redis ceiling": []}
+    measures: dict[str, Callable[[], dict]] = {
+        "gateway": lambda: gateway.bench_text(text_address, options.duration),
+        "classic python": lambda: gateway.bench_text(classic_addresses[0], options.duration),
+        "redis ceiling": gateway.redis_ceiling if shutil.which("redis-benchmark") else lambda: {},
+    }
+    try:
+        for run in range(options.runs):
+            for label, measure in measures.items():
+                report = measure()
+                if report:
+                    runs[label].append(report)
+                    log(f"gateway run {run + 1} {label:15} {report['per_second']:>9.0f} lines/s")
+    finally:
+        for server in (process, classic):
+            server.terminate()
+            server.wait()
+    summary = {label: {"per_second": median([r["per_second"] for r in reports]),
+                       "runs": [round(r["per_second"]) for r in reports]}
+               for label, reports in runs.items() if reports}
+    charts.bar_chart(str(out / "gateway.svg"), "Transform text lines, 32 connections (median)", "lines/s",
+                     [(label, [(label, s["per_second"], spread([float(v) for v in s["runs"]]))])
+                      for label, s in summary.items()])
+    return {"scenario": "gateway", "servers": summary,
+            "gateway_vs_classic": summary["gateway"]["per_second"] / summary["classic python"]["per_second"]}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def machine_note() -> Iterator[dict]:
+    """The machine and its load at the start and end, for the report."""
+    note = {
+        "cores": os.cpu_count(),
+        "load_before": Path("/proc/loadavg").read_text().split()[:3],
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    yield note
+    note["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--list", action="store_true", help="print the scenarios and exit")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", default="5s", help="measured time per run")
+    parser.add_argument("--warmup", default="1s")
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (gRPC scenarios)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="where the JSON results and SVG charts go")
+    parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+    options = parser.parse_args()
+    every = [*GRPC_SCENARIOS, *OTHER_SCENARIOS]
+    if options.list:
+        print("\n".join(every))
+        return
+    chosen = options.only.split(",") if options.only else every
+    unknown = [name for name in chosen if name not in every]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; --list shows them")
+    if not options.no_build:
+        subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
+    options.out.mkdir(parents=True, exist_ok=True)
+
+    for name in chosen:
+        with machine_note() as note:
+            if name in GRPC_SCENARIOS:
+                result = grpc_scenario(name, options, options.out)
+            elif name == "startup":
+                result = startup_scenario(options, options.out)
+            elif name == "weather-watch":
+                result = weather_watch_scenario(options, options.out)
+            elif name == "chat-fanout":
+                result = chat_fanout_scenario(options, options.out)
+            else:
+                result = gateway_scenario(options, options.out)
+        result["machine"] = note
+        result["command"] = " ".join(sys.argv)
+        (options.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        summary = {k: v for k, v in result.items() if k not in ("raw", "machine")}
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
