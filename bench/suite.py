@@ -205,8 +205,11 @@ def startup_scenario(options: argparse.Namespace, out: Path) -> dict:
     return {"scenario": "startup", "servers": servers}
 
 
-def cargo_bench(package: str, bench: str, args: list[str], env: dict[str, str]) -> str:
-    command = ["cargo", "bench", "--quiet", "-p", package, "--bench", bench, "--", *args]
+def cargo_bench(bench: str, args: list[str], env: dict[str, str]) -> str:
+    """Runs a crate's own `cargo bench` target. With --workspace every bench builds
+    with the workspace's features, once, rather than each package rebuilding the
+    shared crates with its own feature set."""
+    command = ["cargo", "bench", "--quiet", "--workspace", "--bench", bench, "--", *args]
     log("$ " + " ".join(command))
     output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True,
                             env={**os.environ, **env}).stdout
@@ -223,7 +226,7 @@ def number(pattern: str, text: str) -> float:
 
 
 def weather_watch_scenario(options: argparse.Namespace, out: Path) -> dict:
-    output = cargo_bench("quartet-weather", "weather", [], {
+    output = cargo_bench("weather", [], {
         "WEATHER_BENCH_RUNS": str(options.runs), "WEATHER_BENCH_STREAMS": "10000",
         "WEATHER_BENCH_WATCH_ROUNDS": "1", "WEATHER_BENCH_WINDOW_SECS": "10",
     })
@@ -250,7 +253,7 @@ def chat_fanout_scenario(options: argparse.Namespace, out: Path) -> dict:
     nats = os.environ.get("QUARTET_TEST_NATS_URL")
     if nats:
         args += ["--nats-url", nats]
-    output = cargo_bench("quartet-chat", "fanout", args, {})
+    output = cargo_bench("fanout", args, {})
     setups = {}
     for match in re.finditer(r"^(\w+)\s+members=\d+ rate=\d+/s deliveries/s=(\d+) delivered=(\d+)/(\d+) "
                              r"p50=([\d.]+)ms p99=([\d.]+)ms", output, re.MULTILINE):

@@ -8,7 +8,7 @@
 //! suite waits on it to time start-up. The gap between this process and the real
 //! one is what the shared runtime costs.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use clap::{Parser, ValueEnum};
 use quartet_chat::{ChatConfig, ChatHandler, LocalBackplane, RoomHub};
@@ -111,7 +111,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let local_addr = listener.local_addr()?;
-    println!("bare listening on {local_addr}");
+    // The announce line the benchmark scripts read, as the real servers print it.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "bare listening on {local_addr}")?;
+    stdout.flush()?;
+    drop(stdout);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     router
         .serve_with_incoming_shutdown(incoming, async {

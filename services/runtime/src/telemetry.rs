@@ -113,13 +113,13 @@ pub fn init(
                 .build();
             // INFO and up, plus the per-call spans (DEBUG, so that logs at the
             // default level do not pay for them) but not the per-call DEBUG events.
-            let exported = filter_fn(|metadata| {
+            let worth_exporting = filter_fn(|metadata| {
                 *metadata.level() <= Level::INFO
                     || (metadata.is_span() && metadata.target() == "quartet::call")
             });
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service))
-                .with_filter(exported);
+                .with_filter(worth_exporting);
             (Some(layer), Some(provider))
         }
         None => (None, None),
