@@ -17,7 +17,7 @@ alike; the report is the median of the runs.
 
 Usage:
     python3 -m pip install -r bench/requirements.txt
-    python3 bench/suite.py                       # everything (about 15 minutes)
+    python3 bench/suite.py                       # everything (about 25 minutes, mostly building)
     python3 bench/suite.py --only transform,startup --runs 5 --duration 5s
     python3 bench/suite.py --list
 
