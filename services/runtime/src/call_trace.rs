@@ -108,7 +108,6 @@ where
                 peer,
                 started: Instant::now(),
                 finished: false,
-                metrics: self.metrics.clone(),
                 method,
             }),
         }
@@ -122,7 +121,6 @@ struct CallRecord {
     peer: Option<SocketAddr>,
     started: Instant,
     finished: bool,
-    metrics: Metrics,
     method: Arc<MethodMetrics>,
 }
 
@@ -143,8 +141,7 @@ impl CallRecord {
         // Microsecond precision is all a log reader wants.
         #[allow(clippy::cast_precision_loss)]
         let latency_ms = elapsed.as_micros() as f64 / 1000.0;
-        self.method
-            .finished(self.metrics.calls(), code, elapsed.as_secs_f64());
+        self.method.finished(code, elapsed.as_secs_f64());
         let name = code_name(code);
         if !self.span.is_disabled() {
             self.span.record("code", name);

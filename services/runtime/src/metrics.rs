@@ -75,6 +75,8 @@ pub(crate) struct MethodMetrics {
     labels: MethodLabels,
     in_flight: Gauge,
     latency: Histogram,
+    /// The family the per-code counters below come from.
+    handled_family: Family<HandledLabels, Counter>,
     /// `grpc_server_handled_total` by code, created on a code's first use so the
     /// scrape shows only codes that happened.
     handled: [OnceLock<Counter>; CODES],
@@ -92,7 +94,7 @@ impl MethodMetrics {
     }
 
     /// A call has ended with `code` after `seconds`.
-    pub(crate) fn finished(&self, calls: &CallMetrics, code: Code, seconds: f64) {
+    pub(crate) fn finished(&self, code: Code, seconds: f64) {
         self.in_flight.dec();
         self.latency.observe(seconds);
         // Codes past UNAUTHENTICATED do not exist on the wire; count them as UNKNOWN.
@@ -102,8 +104,7 @@ impl MethodMetrics {
             .unwrap_or(Code::Unknown as usize);
         self.handled[index]
             .get_or_init(|| {
-                calls
-                    .handled
+                self.handled_family
                     .get_or_create(&HandledLabels {
                         grpc_service: self.labels.grpc_service.clone(),
                         grpc_method: self.labels.grpc_method.clone(),
@@ -164,6 +165,7 @@ impl CallMetrics {
             path: path.into(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
+            handled_family: self.handled.clone(),
             handled: std::array::from_fn(|_| OnceLock::new()),
             labels,
         })
@@ -328,9 +330,9 @@ mod tests {
             .calls()
             .method("/quartet.transform.v1.TransformService/Transform");
         method.started();
-        method.finished(metrics.calls(), Code::Ok, 0.001);
+        method.finished(Code::Ok, 0.001);
         method.started();
-        method.finished(metrics.calls(), Code::InvalidArgument, 0.001);
+        method.finished(Code::InvalidArgument, 0.001);
         let text = metrics.encode();
         assert!(
             text.contains(r#"grpc_server_handled_total{grpc_service="quartet.transform.v1.TransformService",grpc_method="Transform",grpc_code="INVALID_ARGUMENT"} 1"#),
@@ -349,7 +351,7 @@ mod tests {
         for i in 0..MAX_METHODS + 100 {
             let method = metrics.calls().method(&format!("/probe.Service{i}/Method"));
             method.started();
-            method.finished(metrics.calls(), Code::Unimplemented, 0.0);
+            method.finished(Code::Unimplemented, 0.0);
         }
         let text = metrics.encode();
         let series = text

@@ -26,16 +26,17 @@ use crate::health::HEALTH_SERVICE_NAME;
 /// Builds [`InFlightLimit`] services sharing one budget.
 #[derive(Debug, Clone)]
 pub struct InFlightLimitLayer {
-    permits: Arc<InFlight>,
-    limit: usize,
+    budget: Arc<InFlight>,
 }
 
 impl InFlightLimitLayer {
     /// Allows `limit` calls in flight across every connection of a server.
     pub fn new(limit: usize) -> Self {
         Self {
-            permits: Arc::new(InFlight::default()),
-            limit,
+            budget: Arc::new(InFlight {
+                calls: AtomicUsize::new(0),
+                limit,
+            }),
         }
     }
 }
@@ -46,8 +47,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InFlightLimit {
             inner,
-            permits: self.permits.clone(),
-            limit: self.limit,
+            budget: self.budget.clone(),
         }
     }
 }
@@ -56,8 +56,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
 #[derive(Debug, Clone)]
 pub struct InFlightLimit<S> {
     inner: S,
-    permits: Arc<InFlight>,
-    limit: usize,
+    budget: Arc<InFlight>,
 }
 
 impl<S> Service<http::Request<Body>> for InFlightLimit<S>
@@ -81,12 +80,12 @@ where
             .is_some_and(|path| path.starts_with(HEALTH_SERVICE_NAME));
         let permit = if health {
             None
-        } else if let Some(permit) = InFlight::try_enter(&self.permits, self.limit) {
+        } else if let Some(permit) = InFlight::try_enter(&self.budget) {
             Some(permit)
         } else {
             let status = Status::resource_exhausted(format!(
                 "server overloaded: {} calls in flight; retry with backoff",
-                self.limit
+                self.budget.limit
             ));
             return Either::Right(std::future::ready(Ok(status.into_http())));
         };
@@ -118,16 +117,17 @@ impl<F: Future> Future for Permitted<F> {
 /// semaphore: calls never wait for a permit (they are refused at once), and
 /// handing one back to a semaphore takes its waiters' lock, which two busy
 /// worker threads then contend for on every call.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InFlight {
     calls: AtomicUsize,
+    limit: usize,
 }
 
 impl InFlight {
     /// Counts one more call, unless `limit` are in flight already.
-    fn try_enter(this: &Arc<Self>, limit: usize) -> Option<Permit> {
+    fn try_enter(this: &Arc<Self>) -> Option<Permit> {
         let before = this.calls.fetch_add(1, Ordering::AcqRel);
-        if before >= limit {
+        if before >= this.limit {
             this.calls.fetch_sub(1, Ordering::AcqRel);
             return None;
         }

@@ -295,6 +295,18 @@ impl std::io::Write for LogBuffer {
 }
 
 impl LogBuffer {
+    /// Captures this thread's logs at `filter` until the guard is dropped.
+    fn capture(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     fn lines(&self) -> Vec<String> {
         let bytes = self.0.lock().unwrap().clone();
         String::from_utf8(bytes)
@@ -308,14 +320,7 @@ impl LogBuffer {
 // One thread, so the subscriber set for this thread sees the server's tasks too.
 #[tokio::test(flavor = "current_thread")]
 async fn every_call_is_logged_with_method_peer_code_and_latency() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("quartet::call=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = LogBuffer::capture("quartet::call=debug");
 
     let server = start(ServerOptions::default(), Probe::default()).await;
     let mut client = TransformServiceClient::new(channel(&server).await);
@@ -350,14 +355,7 @@ async fn every_call_is_logged_with_method_peer_code_and_latency() {
 // a server fault is still logged, naming the method and the peer itself.
 #[tokio::test(flavor = "current_thread")]
 async fn server_faults_are_logged_with_their_method_at_the_default_level() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = LogBuffer::capture("info");
 
     let server = start(ServerOptions::default(), Probe::default()).await;
     let mut client = TransformServiceClient::new(channel(&server).await);
