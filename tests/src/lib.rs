@@ -7,6 +7,10 @@
 //! # Layout
 //! - [`ServerProcess`]: a child process started with stdout piped, and the
 //!   addresses it announced (`<name> listening on ADDR`).
+//! - [`external`]: the external services a test needs (PostgreSQL, NATS),
+//!   skips that show, and fresh PostgreSQL schemas.
+
+pub mod external;
 
 use std::{collections::HashMap, process::Stdio, time::Duration};
 

@@ -23,10 +23,12 @@ use tracing::{info, warn};
 
 use crate::{
     chat,
-    lines::{ConnectionLimits, LineProtocol, serve_connection},
+    connection::{ConnectionLimits, LineProtocol, serve_connection},
     options::{GatewayOptions, Listen, Protocol},
+    ordered::Calls,
     protocol::{database::DatabaseLines, transform::TransformLines, weather::WeatherLines},
-    upstreams::{Upstreams, err},
+    reply::err,
+    upstreams::Upstreams,
 };
 
 /// Labels of the connections gauge.
@@ -43,6 +45,7 @@ pub struct Gateway {
     shutdown: Shutdown,
     policy: ShutdownPolicy,
     connections: Family<ProtocolLabel, Gauge>,
+    transform_streams: Gauge,
 }
 
 impl Gateway {
@@ -61,12 +64,19 @@ impl Gateway {
             "Open text-protocol connections (UDP: sessions), by protocol",
             connections.clone(),
         );
+        let transform_streams = Gauge::default();
+        metrics.register(
+            "gateway_transform_streams",
+            "TransformStream calls open upstream, one per transform connection with one",
+            transform_streams.clone(),
+        );
         Self {
             options,
             upstreams,
             shutdown,
             policy,
             connections,
+            transform_streams,
         }
     }
 
@@ -161,8 +171,7 @@ impl BoundGateway {
             max_pipelined: gateway.options.max_pipelined,
         };
         for (protocol, listener) in tcp {
-            let handler =
-                Handler::for_protocol(protocol, &gateway.upstreams, &gateway.options, limits);
+            let handler = Handler::for_protocol(protocol, &gateway, limits);
             let accepting = Accepting {
                 protocol,
                 handler: Arc::new(handler),
@@ -255,23 +264,22 @@ enum HandlerKind {
 }
 
 impl Handler {
-    fn for_protocol(
-        protocol: Protocol,
-        upstreams: &Upstreams,
-        options: &GatewayOptions,
-        limits: ConnectionLimits,
-    ) -> Self {
+    fn for_protocol(protocol: Protocol, gateway: &Gateway, limits: ConnectionLimits) -> Self {
+        let (upstreams, options) = (&gateway.upstreams, &gateway.options);
         let kind = match protocol {
-            Protocol::Transform => {
-                HandlerKind::Lines(Box::new(TransformLines::new(upstreams.clone())))
-            }
-            Protocol::Database => {
-                HandlerKind::Lines(Box::new(DatabaseLines::new(upstreams.clone())))
-            }
-            Protocol::Weather => HandlerKind::Lines(Box::new(WeatherLines::new(
+            Protocol::Transform => HandlerKind::Lines(Box::new(TransformLines::new(
+                upstreams.clone(),
+                options.max_pipelined,
+                options.max_idle_streams,
+                gateway.transform_streams.clone(),
+            ))),
+            Protocol::Database => HandlerKind::Lines(Box::new(Calls(Arc::new(
+                DatabaseLines::new(upstreams.clone()),
+            )))),
+            Protocol::Weather => HandlerKind::Lines(Box::new(Calls(Arc::new(WeatherLines::new(
                 upstreams.clone(),
                 options.default_station.clone(),
-            ))),
+            ))))),
             Protocol::ChatTcp | Protocol::ChatUdp => HandlerKind::Chat(Box::new(upstreams.clone())),
         };
         Self { kind, limits }
@@ -281,7 +289,7 @@ impl Handler {
         let limits = self.limits;
         match &self.kind {
             HandlerKind::Lines(protocol) => {
-                serve_connection(stream, protocol.as_ref(), limits, async move {
+                serve_connection(stream, protocol.session(), limits, async move {
                     drain.draining().await;
                 })
                 .await;

@@ -2,26 +2,35 @@
 //!
 //! The original plain-text line protocols, so `nc` and telnet users reach the
 //! same services gRPC users do: transform (TCP 7001), database (7002), weather
-//! (7003), chat (TCP and UDP 7004). Each request line becomes a gRPC call on one
-//! multiplexed channel per service; `docs/protocol.md` is the exact grammar.
+//! (7003), chat (TCP and UDP 7004). Each request line becomes a gRPC call (or,
+//! for transform, a message on the connection's stream) on one multiplexed
+//! channel per service; `docs/protocol.md` is the exact grammar. On one
+//! connection, every command sees the effects of every command before it.
 //!
 //! # Layout
 //! - [`options`]: listeners (each can be `off`), limits, upstream addresses.
 //! - [`codec`]: [`codec::LineCodec`], bounded lines that tolerate bad UTF-8.
-//! - [`lines`]: the connection driver of the request/answer protocols:
-//!   pipelined requests run concurrently upstream, answers go out in order.
-//! - [`protocol`]: one module per request/answer protocol (parse, call, format).
+//! - [`connection`]: the connection driver of the request/answer protocols:
+//!   reads lines, hands them to the connection's [`connection::Session`], writes
+//!   answers in request order, several per write when they are ready together.
+//! - [`ordered`]: the session of the unary-call protocols: reads run together,
+//!   writes alone and in order.
+//! - [`protocol`]: one module per request/answer protocol: a pure `parse` into
+//!   a `Command`, an `apply` that calls the service (transform: its stream).
+//! - [`reply`]: [`reply::Reply`] and every shared answer (`ERR`, `HELP`, `QUIT`).
 //! - [`chat`]: the chat session state machine, over TCP and over UDP.
-//! - [`upstreams`]: the gRPC clients and the `ERR <CODE> <message>` lines.
+//! - [`upstreams`]: the gRPC clients of the four services.
 //! - [`gateway`]: binding, accept loops, the connection limit, shutdown.
 //! - `main.rs`: the `quartet-gateway` binary.
 
 pub mod chat;
 pub mod codec;
+pub mod connection;
 pub mod gateway;
-pub mod lines;
 pub mod options;
+pub mod ordered;
 pub mod protocol;
+pub mod reply;
 pub mod upstreams;
 
 pub use gateway::{BoundGateway, Gateway, RunningGateway};

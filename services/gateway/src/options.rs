@@ -125,7 +125,15 @@ pub struct GatewayOptions {
     #[arg(long, env = "QUARTET_MAX_PIPELINED", default_value_t = 64)]
     pub max_pipelined: usize,
 
-    /// Deadline of each upstream call (sent as `grpc-timeout`).
+    /// Transform streams held open upstream (one per text connection that has
+    /// transformed) past which a connection gives its stream back as soon as
+    /// it has nothing in flight; services admit a bounded number of streams
+    /// per connection (`--max-concurrent-streams`, 1,024 by default).
+    #[arg(long, env = "QUARTET_MAX_IDLE_STREAMS", default_value_t = 256)]
+    pub max_idle_streams: usize,
+
+    /// Deadline of each upstream call (sent as `grpc-timeout`); a transform
+    /// stream that answers nothing for this long fails its pending lines.
     #[arg(long, env = "QUARTET_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub upstream_timeout: Duration,
 
@@ -147,6 +155,7 @@ impl Default for GatewayOptions {
             max_connections: 16_384,
             max_udp_sessions: 4096,
             max_pipelined: 64,
+            max_idle_streams: 256,
             upstream_timeout: Duration::from_secs(10),
             default_station: "madrid".into(),
         }

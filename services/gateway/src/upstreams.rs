@@ -10,10 +10,7 @@ use quartet_proto::{
     transform::v1::transform_service_client::TransformServiceClient,
     weather::v1::weather_service_client::WeatherServiceClient,
 };
-use quartet_runtime::{
-    client::{Connection, connect_lazy},
-    status_names::code_name,
-};
+use quartet_runtime::client::{Connection, connect_lazy};
 use tonic::{Request, Status};
 
 use crate::options::UpstreamOptions;
@@ -49,19 +46,4 @@ impl Upstreams {
         request.set_timeout(self.timeout);
         request
     }
-}
-
-/// The `ERR` line for a failed call: `ERR <CODE> <message>`, on one line.
-pub(crate) fn error_line(status: &Status) -> String {
-    err(code_name(status.code()), status.message())
-}
-
-/// `ERR <CODE> <message>`, with line breaks in the message turned to spaces so
-/// the answer stays one line.
-pub(crate) fn err(code: &str, message: &str) -> String {
-    let message: String = message
-        .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect();
-    format!("ERR {code} {message}")
 }

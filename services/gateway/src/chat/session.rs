@@ -17,7 +17,11 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use crate::upstreams::{Upstreams, err, error_line};
+use crate::{
+    protocol::split_command,
+    reply::{err, status_line},
+    upstreams::Upstreams,
+};
 
 /// Client events queued for the upstream stream; a client typing faster than
 /// the service takes lines waits here (and then at its socket).
@@ -152,7 +156,7 @@ async fn command<S: LineSink>(
     line: &str,
     sink: &mut S,
 ) -> Next {
-    let (verb, rest) = crate::lines::split_command(line);
+    let (verb, rest) = split_command(line);
     match verb.as_str() {
         "NICK" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
             *nick = Some(rest.to_owned());
@@ -228,7 +232,7 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
     let mut events = client
         .chat(ReceiverStream::new(outgoing))
         .await
-        .map_err(|status| error_line(&status))?
+        .map_err(|status| status_line(&status))?
         .into_inner();
     let first = timeout(upstreams.timeout, events.message())
         .await
@@ -258,7 +262,7 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
             Ok((in_room, line))
         }
         Ok(_) => Err(err("UNAVAILABLE", "the chat service ended the join")),
-        Err(status) => Err(error_line(&status)),
+        Err(status) => Err(status_line(&status)),
     }
 }
 
@@ -298,7 +302,7 @@ async fn relay<S: LineSink>(
             return Next::Close;
         }
         Err(status) => {
-            let _ = sink.send(&error_line(&status)).await;
+            let _ = sink.send(&status_line(&status)).await;
             joined.left = true;
             return Next::Close;
         }

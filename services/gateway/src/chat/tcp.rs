@@ -14,7 +14,7 @@ use tokio_util::codec::FramedRead;
 use super::session::{self, Input, LineSink};
 use crate::{
     codec::{Line, LineCodec, LineError},
-    lines::{READ_BUFFER, WRITE_BUFFER},
+    connection::{READ_BUFFER, WRITE_BUFFER},
     upstreams::Upstreams,
 };
 

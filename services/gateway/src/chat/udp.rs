@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::debug;
 
 use super::session::{self, Input, LineSink};
-use crate::upstreams::{Upstreams, err};
+use crate::{reply::err, upstreams::Upstreams};
 
 /// Datagrams queued for one session; a sender faster than its session loses
 /// the excess, as UDP may.

@@ -1,87 +1,71 @@
-//! One module per request/answer text protocol: parse a line into a command,
-//! call the service, format the answer. The exact grammar is docs/protocol.md.
+//! One module per request/answer text protocol, each in the shape of
+//! mini-redis's commands: a pure `parse(line) -> Result<Command, Reply>`
+//! (property-tested without any upstream) and an `apply` that calls the service
+//! and formats the answer. The exact grammar is docs/protocol.md.
 
 pub mod database;
 pub mod transform;
 pub mod weather;
 
-use crate::{lines::Reply, upstreams::err};
-
-/// The answer to `HELP`: the protocol's commands, one per line, after `OK <n>`.
-fn help(commands: &[&str]) -> Reply {
-    let mut lines = vec![format!("OK {}", commands.len())];
-    lines.extend(commands.iter().map(|command| (*command).to_owned()));
-    Reply::Lines(lines)
-}
-
-/// The answer to `QUIT`.
-fn quit() -> Reply {
-    Reply::Close(vec!["OK bye".into()])
-}
-
-/// The answer to an unknown verb.
-fn unknown(verb: &str) -> Reply {
-    Reply::line(err(
-        "INVALID_ARGUMENT",
-        &format!("unknown command {verb:?}; HELP lists the commands"),
-    ))
-}
-
-/// The answer to a command used wrongly.
-fn usage(usage: &str) -> Reply {
-    Reply::line(err("INVALID_ARGUMENT", &format!("usage: {usage}")))
+/// The parts of a command line: the verb in upper case, and the rest after one
+/// space (spaces inside it kept).
+pub fn split_command(line: &str) -> (String, &str) {
+    match line.split_once(' ') {
+        Some((verb, rest)) => (verb.to_ascii_uppercase(), rest),
+        None => (line.to_ascii_uppercase(), ""),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use futures_util::FutureExt as _;
     use proptest::prelude::*;
 
-    use super::{database::DatabaseLines, transform::TransformLines, weather::WeatherLines};
-    use crate::{
-        lines::{LineProtocol, Reply},
-        options::UpstreamOptions,
-        upstreams::Upstreams,
-    };
+    use super::{database, split_command, transform, weather};
+    use crate::reply::Reply;
 
-    fn protocols() -> Vec<Box<dyn LineProtocol>> {
-        // Nothing listens there; no test here waits for an upstream answer.
-        let options = UpstreamOptions {
-            transform_addr: "http://127.0.0.1:9".into(),
-            database_addr: "http://127.0.0.1:9".into(),
-            weather_addr: "http://127.0.0.1:9".into(),
-            chat_addr: "http://127.0.0.1:9".into(),
-            ..UpstreamOptions::default()
-        };
-        let upstreams = Upstreams::new(&options, Duration::from_millis(10)).unwrap();
-        vec![
-            Box::new(TransformLines::new(upstreams.clone())),
-            Box::new(DatabaseLines::new(upstreams.clone())),
-            Box::new(WeatherLines::new(upstreams, "madrid".into())),
-        ]
+    #[test]
+    fn commands_split_on_the_first_space_and_keep_the_rest() {
+        assert_eq!(
+            split_command("upper  hola  mundo"),
+            ("UPPER".into(), " hola  mundo")
+        );
+        assert_eq!(split_command("HELP"), ("HELP".into(), ""));
+        assert_eq!(split_command(""), (String::new(), ""));
+    }
+
+    /// A local answer is well formed: `OK ...` or `ERR ...`, and as many lines
+    /// as its `OK <n>` says.
+    fn well_formed(reply: &Reply) -> Result<(), TestCaseError> {
+        let lines: Vec<&str> = reply.lines().collect();
+        prop_assert!(
+            lines[0].starts_with("OK") || lines[0].starts_with("ERR "),
+            "{:?}",
+            lines
+        );
+        if lines.len() > 1 {
+            let count: usize = lines[0]
+                .split(' ')
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            prop_assert_eq!(count, lines.len() - 1);
+        }
+        Ok(())
     }
 
     proptest! {
         #[test]
-        fn any_line_gets_a_well_formed_answer_or_an_upstream_call(line in "\\PC{0,80}|[A-Za-z_]{1,12}( .{0,40})?") {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let _inside = runtime.enter();
-            for protocol in protocols() {
-                // Parse errors, HELP and QUIT answer at once; everything else is
-                // an upstream call, not polled here.
-                let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
-                let local = matches!(verb.as_str(), "HELP" | "QUIT") || !line.is_ascii();
-                let answer = protocol.handle(line.clone());
-                if local && let Some(reply) = answer.now_or_never() {
-                    let lines = match reply {
-                        Reply::Lines(lines) | Reply::Close(lines) => lines,
-                    };
-                    prop_assert!(!lines.is_empty());
-                    prop_assert!(lines[0].starts_with("OK") || lines[0].starts_with("ERR "), "{:?}", lines);
-                    prop_assert!(lines.iter().all(|line| !line.contains('\n')));
-                }
+        fn any_line_parses_to_a_command_or_a_well_formed_answer(
+            line in "\\PC{0,80}|[A-Za-z_]{1,12}( .{0,40})?",
+        ) {
+            if let Err(reply) = transform::parse(&line) {
+                well_formed(&reply)?;
+            }
+            if let Err(reply) = database::parse(&line) {
+                well_formed(&reply)?;
+            }
+            if let Err(reply) = weather::parse(&line) {
+                well_formed(&reply)?;
             }
         }
     }

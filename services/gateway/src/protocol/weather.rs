@@ -1,16 +1,18 @@
 //! The weather protocol: `MIN_TEMP [station]`, `MAX_TEMP [station]`,
 //! `PRESSURE [station]`, `RAINFALL [station]` answer one number; `ALL [station]`
 //! the four, labelled; `STATIONS` lists the stations. Without a station, the
-//! gateway's default station is read.
+//! gateway's default station is read. Every command reads, so a connection's
+//! pipelined commands all run at once.
 
 use quartet_proto::weather::v1::{
     GetReadingRequest, ListStationsRequest, Measurement, Metric, Reading,
 };
 
-use super::{help, quit, unknown, usage};
+use super::split_command;
 use crate::{
-    lines::{LineProtocol, PendingReply, Reply, split_command},
-    upstreams::{Upstreams, err, error_line},
+    ordered::{Access, Call, CallProtocol},
+    reply::{Reply, err, failed, help, quit, unknown, usage},
+    upstreams::Upstreams,
 };
 
 const COMMANDS: [&str; 8] = [
@@ -23,6 +25,136 @@ const COMMANDS: [&str; 8] = [
     "HELP",
     "QUIT",
 ];
+
+/// One weather request. A station of `None` is the gateway's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// One metric, answered as one number.
+    One {
+        /// Which metric.
+        metric: Metric,
+        /// Whose.
+        station: Option<String>,
+    },
+    /// `ALL [station]`: the four metrics, labelled.
+    All {
+        /// Whose.
+        station: Option<String>,
+    },
+    /// `STATIONS`: the catalogue.
+    Stations,
+}
+
+/// The metric a one-number verb reads.
+fn metric(verb: &str) -> Option<Metric> {
+    Some(match verb {
+        "MIN_TEMP" => Metric::MinTemperature,
+        "MAX_TEMP" => Metric::MaxTemperature,
+        "PRESSURE" => Metric::Pressure,
+        "RAINFALL" => Metric::Rainfall,
+        _ => return None,
+    })
+}
+
+/// Parses one request line.
+pub fn parse(line: &str) -> Result<Command, Reply> {
+    let (verb, rest) = split_command(line);
+    let station = || match rest {
+        "" => Ok(None),
+        one if !one.contains(' ') => Ok(Some(one.to_owned())),
+        _ => Err(usage(&format!("{verb} [station]"))),
+    };
+    if let Some(metric) = metric(&verb) {
+        return Ok(Command::One {
+            metric,
+            station: station()?,
+        });
+    }
+    match verb.as_str() {
+        "ALL" => Ok(Command::All {
+            station: station()?,
+        }),
+        "STATIONS" if rest.is_empty() => Ok(Command::Stations),
+        "STATIONS" => Err(usage("STATIONS")),
+        "HELP" => Err(help(&COMMANDS)),
+        "QUIT" => Err(quit()),
+        _ => Err(unknown(&verb)),
+    }
+}
+
+fn number(measurement: Option<&Measurement>) -> Option<String> {
+    measurement.map(|measurement| format!("{:.1}", measurement.value))
+}
+
+/// The measurement of `metric` in a reading, and its name in messages.
+fn pick(reading: &Reading, metric: Metric) -> (Option<&Measurement>, &'static str) {
+    match metric {
+        Metric::MinTemperature => (reading.min_temperature.as_ref(), "min temperature"),
+        Metric::MaxTemperature => (reading.max_temperature.as_ref(), "max temperature"),
+        Metric::Pressure => (reading.pressure.as_ref(), "pressure"),
+        Metric::Rainfall | Metric::Unspecified => (reading.rainfall.as_ref(), "rainfall"),
+    }
+}
+
+/// Calls the weather service for `command` and formats its answer.
+pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &str) -> Reply {
+    let mut weather = upstreams.weather.clone();
+    let or_default = |station: Option<String>| station.unwrap_or_else(|| default_station.into());
+    match command {
+        Command::One { metric, station } => {
+            let station = or_default(station);
+            let request = upstreams.request(GetReadingRequest {
+                station_id: station.clone(),
+                metrics: vec![metric.into()],
+                at: None,
+            });
+            match weather.get_reading(request).await {
+                Ok(reading) => match pick(&reading.into_inner(), metric) {
+                    (Some(value), _) => Reply::line(format!("{:.1}", value.value)),
+                    (None, name) => Reply::line(err(
+                        "NOT_FOUND",
+                        &format!("no {name} recorded for {station}"),
+                    )),
+                },
+                Err(status) => failed(&status),
+            }
+        }
+        Command::All { station } => {
+            let request = upstreams.request(GetReadingRequest {
+                station_id: or_default(station),
+                metrics: Vec::new(),
+                at: None,
+            });
+            match weather.get_reading(request).await {
+                Ok(reading) => {
+                    let reading = reading.into_inner();
+                    let value = |measurement| number(measurement).unwrap_or_else(|| "-".into());
+                    Reply::line(format!(
+                        "min={} max={} pressure={} rainfall={}",
+                        value(reading.min_temperature.as_ref()),
+                        value(reading.max_temperature.as_ref()),
+                        value(reading.pressure.as_ref()),
+                        value(reading.rainfall.as_ref()),
+                    ))
+                }
+                Err(status) => failed(&status),
+            }
+        }
+        Command::Stations => {
+            let request = upstreams.request(ListStationsRequest {});
+            match weather.list_stations(request).await {
+                Ok(list) => Reply::counted(
+                    "",
+                    list.into_inner()
+                        .stations
+                        .iter()
+                        .map(|station| format!("{} {}", station.id, station.name)),
+                ),
+                Err(status) => failed(&status),
+            }
+        }
+    }
+}
 
 /// Bridges the weather protocol to the weather service.
 #[derive(Debug, Clone)]
@@ -42,109 +174,67 @@ impl WeatherLines {
     }
 }
 
-fn number(measurement: Option<&Measurement>) -> Option<String> {
-    measurement.map(|measurement| format!("{:.1}", measurement.value))
+impl CallProtocol for WeatherLines {
+    type Command = Command;
+
+    fn parse(&self, line: &str) -> Result<Command, Reply> {
+        parse(line)
+    }
+
+    fn access(_: &Command) -> Access {
+        Access::Read
+    }
+
+    fn apply(&self, command: Command) -> Call {
+        let this = self.clone();
+        Box::pin(async move { apply(command, &this.upstreams, &this.default_station).await })
+    }
 }
 
-fn ready(reply: Reply) -> PendingReply {
-    Box::pin(std::future::ready(reply))
-}
+#[cfg(test)]
+mod tests {
+    use quartet_proto::weather::v1::Metric;
 
-/// The metric a one-number command reads, and its reading's field.
-type Pick = fn(&Reading) -> Option<&Measurement>;
+    use super::{Command, parse};
 
-fn one_metric(verb: &str) -> Option<(Metric, &'static str, Pick)> {
-    Some(match verb {
-        "MIN_TEMP" => (Metric::MinTemperature, "min temperature", |r| {
-            r.min_temperature.as_ref()
-        }),
-        "MAX_TEMP" => (Metric::MaxTemperature, "max temperature", |r| {
-            r.max_temperature.as_ref()
-        }),
-        "PRESSURE" => (Metric::Pressure, "pressure", |r| r.pressure.as_ref()),
-        "RAINFALL" => (Metric::Rainfall, "rainfall", |r| r.rainfall.as_ref()),
-        _ => return None,
-    })
-}
+    #[test]
+    fn a_station_is_optional_and_one_word() {
+        assert_eq!(
+            parse("min_temp"),
+            Ok(Command::One {
+                metric: Metric::MinTemperature,
+                station: None
+            })
+        );
+        assert_eq!(
+            parse("ALL lhasa"),
+            Ok(Command::All {
+                station: Some("lhasa".into())
+            })
+        );
+        assert_eq!(
+            parse("PRESSURE a b").unwrap_err().text(),
+            "ERR INVALID_ARGUMENT usage: PRESSURE [station]"
+        );
+        assert_eq!(
+            parse("STATIONS x").unwrap_err().text(),
+            "ERR INVALID_ARGUMENT usage: STATIONS"
+        );
+    }
 
-impl LineProtocol for WeatherLines {
-    fn handle(&self, line: String) -> PendingReply {
-        let (verb, rest) = split_command(&line);
-        if rest.contains(' ') {
-            return ready(usage(&format!("{verb} [station]")));
-        }
-        let station = if rest.is_empty() {
-            self.default_station.clone()
-        } else {
-            rest.to_owned()
-        };
-        let mut weather = self.upstreams.weather.clone();
-        if let Some((metric, name, pick)) = one_metric(&verb) {
-            let request = self.upstreams.request(GetReadingRequest {
-                station_id: station.clone(),
-                metrics: vec![metric.into()],
-                at: None,
-            });
-            return Box::pin(async move {
-                match weather.get_reading(request).await {
-                    Ok(reading) => match number(pick(&reading.into_inner())) {
-                        Some(value) => Reply::line(value),
-                        None => Reply::line(err(
-                            "NOT_FOUND",
-                            &format!("no {name} recorded for {station}"),
-                        )),
-                    },
-                    Err(status) => Reply::line(error_line(&status)),
-                }
-            });
-        }
-        match verb.as_str() {
-            "ALL" => {
-                let request = self.upstreams.request(GetReadingRequest {
-                    station_id: station,
-                    metrics: Vec::new(),
-                    at: None,
-                });
-                Box::pin(async move {
-                    match weather.get_reading(request).await {
-                        Ok(reading) => {
-                            let reading = reading.into_inner();
-                            let value =
-                                |measurement| number(measurement).unwrap_or_else(|| "-".into());
-                            Reply::line(format!(
-                                "min={} max={} pressure={} rainfall={}",
-                                value(reading.min_temperature.as_ref()),
-                                value(reading.max_temperature.as_ref()),
-                                value(reading.pressure.as_ref()),
-                                value(reading.rainfall.as_ref()),
-                            ))
-                        }
-                        Err(status) => Reply::line(error_line(&status)),
-                    }
-                })
-            }
-            "STATIONS" if rest.is_empty() => {
-                let request = self.upstreams.request(ListStationsRequest {});
-                Box::pin(async move {
-                    match weather.list_stations(request).await {
-                        Ok(list) => {
-                            let stations = list.into_inner().stations;
-                            let mut lines = vec![format!("OK {}", stations.len())];
-                            lines.extend(
-                                stations
-                                    .iter()
-                                    .map(|station| format!("{} {}", station.id, station.name)),
-                            );
-                            Reply::Lines(lines)
-                        }
-                        Err(status) => Reply::line(error_line(&status)),
-                    }
-                })
-            }
-            "STATIONS" => ready(usage("STATIONS")),
-            "HELP" => ready(help(&COMMANDS)),
-            "QUIT" => ready(quit()),
-            _ => ready(unknown(&verb)),
-        }
+    #[test]
+    fn help_and_unknown_verbs_are_answered_whatever_follows() {
+        assert!(
+            parse("HELP me please")
+                .unwrap_err()
+                .text()
+                .starts_with("OK 8")
+        );
+        assert!(
+            parse("SNOW a b")
+                .unwrap_err()
+                .text()
+                .starts_with("ERR INVALID_ARGUMENT unknown command \"SNOW\"")
+        );
     }
 }

@@ -26,6 +26,8 @@ pub struct Services {
     pub database: RunningServer,
     pub weather: RunningServer,
     pub chat: RunningServer,
+    /// The transform server's metrics registry.
+    pub transform_metrics: quartet_runtime::Metrics,
     _data: tempfile::TempDir,
 }
 
@@ -39,11 +41,18 @@ async fn serve(server: quartet_runtime::GrpcServer) -> RunningServer {
 }
 
 impl Services {
+    /// Every service; the database on an embedded store of its own.
     pub async fn start() -> Self {
+        Self::start_with_database(None).await
+    }
+
+    /// Every service; the database on PostgreSQL at `database_url`, or on an
+    /// embedded store of its own.
+    pub async fn start_with_database(database_url: Option<String>) -> Self {
         let data = tempfile::tempdir().unwrap();
         let store = quartet_database::StoreOptions {
             data_dir: data.path().to_owned(),
-            database_url: None,
+            database_url,
             change_retention: 1000,
         }
         .open()
@@ -51,9 +60,11 @@ impl Services {
         .unwrap();
         let chat_config = quartet_chat::ChatConfig::default();
         let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
+        let transform_options = ServerOptions::default();
         Self {
+            transform_metrics: transform_options.metrics.clone(),
             transform: serve(quartet_transform::server(
-                ServerOptions::default(),
+                transform_options,
                 Shutdown::new(),
             ))
             .await,
@@ -96,22 +107,47 @@ impl Services {
 
 /// A gateway on port 0 in front of `upstreams`.
 pub async fn gateway(options: GatewayOptions, upstreams: &UpstreamOptions) -> RunningGateway {
+    gateway_with_metrics(options, upstreams, &quartet_runtime::Metrics::new()).await
+}
+
+/// A gateway on port 0 in front of `upstreams`, recording into `metrics`.
+pub async fn gateway_with_metrics(
+    options: GatewayOptions,
+    upstreams: &UpstreamOptions,
+    metrics: &quartet_runtime::Metrics,
+) -> RunningGateway {
     let upstreams = Upstreams::new(upstreams, options.upstream_timeout).unwrap();
     let policy = ShutdownPolicy {
         drain_timeout: Duration::from_secs(2),
         ..ShutdownPolicy::default()
     };
-    Gateway::new(
-        options,
-        upstreams,
-        Shutdown::new(),
-        policy,
-        &quartet_runtime::Metrics::new(),
-    )
-    .bind("127.0.0.1".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
+    Gateway::new(options, upstreams, Shutdown::new(), policy, metrics)
+        .bind("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+}
+
+/// The value of the metric sample `series` (`name{labels}`) in `metrics`, if
+/// it is there.
+pub fn sample(metrics: &quartet_runtime::Metrics, series: &str) -> Option<f64> {
+    metrics.encode().lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// Waits until `series` in `metrics` reads `value`.
+pub async fn until_sample(metrics: &quartet_runtime::Metrics, series: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while sample(metrics, series) != Some(value) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never read {value}; it reads {:?}",
+            sample(metrics, series)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A telnet-like user: writes lines, reads lines.

@@ -1,0 +1,92 @@
+//! External services a test needs (PostgreSQL, NATS, grpcio), found through
+//! environment variables, and fresh PostgreSQL schemas for tests to own.
+//!
+//! A test without its service prints a `SKIPPED` line on stderr (which the
+//! test harness shows, unlike the stdout of a passing test) and returns;
+//! under `CI=true` a missing service fails the test instead, so CI can never
+//! pass by skipping.
+
+use std::{
+    io::Write as _,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// The variable naming the test PostgreSQL (`postgres://...`).
+pub const POSTGRES_URL: &str = "QUARTET_TEST_POSTGRES_URL";
+/// The variable naming the test NATS (`nats://...`).
+pub const NATS_URL: &str = "QUARTET_TEST_NATS_URL";
+
+/// The value of `variable`, or `None` after a visible skip line naming `test`.
+///
+/// # Panics
+/// When the variable is missing and `CI=true`: CI must run every test.
+pub fn required(variable: &str, test: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(variable) {
+        return Some(value);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{variable} must be set in CI ({test})"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {variable} is not set");
+    None
+}
+
+static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+
+/// A schema of its own in the test PostgreSQL, dropped by [`TestSchema::drop_schema`].
+#[derive(Debug)]
+pub struct TestSchema {
+    admin_url: String,
+    name: String,
+    /// A URL whose connections use only this schema.
+    pub url: String,
+}
+
+impl TestSchema {
+    /// Creates a fresh schema, or returns `None` after a visible skip line
+    /// (see [`required`]).
+    ///
+    /// # Panics
+    /// When PostgreSQL is configured but cannot create the schema.
+    #[allow(clippy::expect_used)] // A test fixture: the panic is the report.
+    pub async fn create(test: &str) -> Option<Self> {
+        let admin_url = required(POSTGRES_URL, test)?;
+        let name = format!(
+            "quartet_test_{}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |now| now.as_micros()),
+            SCHEMAS.fetch_add(1, Ordering::Relaxed)
+        );
+        admin(&admin_url, &format!("CREATE SCHEMA {name}"))
+            .await
+            .expect("cannot create a test schema");
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{separator}options=-c%20search_path%3D{name}");
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// Drops the schema and everything in it.
+    pub async fn drop_schema(self) -> Result<(), tokio_postgres::Error> {
+        admin(
+            &self.admin_url,
+            &format!("DROP SCHEMA {} CASCADE", self.name),
+        )
+        .await
+    }
+}
+
+async fn admin(url: &str, statement: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    client.batch_execute(statement).await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
