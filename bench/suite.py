@@ -268,38 +268,24 @@ def chat_fanout_scenario(options: argparse.Namespace, out: Path) -> dict:
 
 
 def gateway_scenario(options: argparse.Namespace, out: Path) -> dict:
-    # bench/gateway.py's helpers, against `quartet serve transform gateway`.
-    process, addresses = gateway.start(
-        [str(QUARTET), "serve", "transform", "gateway", "--transform-listen", "127.0.0.1:0",
-         "--transform-text-listen", "127.0.0.1:0", *gateway.OFF], 2)
-    text_address = addresses[1]
-    classic, classic_addresses = gateway.start(
-        [sys.executable, str(ROOT / "bench" / "classic_transform_server.py")], 1)
-    runs: dict[str, list[dict]] = {"gateway": [], "classic python": [], "redis ceiling": []}
-    measures: dict[str, Callable[[], dict]] = {
-        "gateway": lambda: gateway.bench_text(text_address, options.duration),
-        "classic python": lambda: gateway.bench_text(classic_addresses[0], options.duration),
-        "redis ceiling": gateway.redis_ceiling if shutil.which("redis-benchmark") else lambda: {},
-    }
-    try:
-        for run in range(options.runs):
-            for label, measure in measures.items():
-                report = measure()
-                if report:
-                    runs[label].append(report)
-                    log(f"gateway run {run + 1} {label:15} {report['per_second']:>9.0f} lines/s")
-    finally:
-        for server in (process, classic):
-            server.terminate()
-            server.wait()
-    summary = {label: {"per_second": median([r["per_second"] for r in reports]),
-                       "runs": [round(r["per_second"]) for r in reports]}
-               for label, reports in runs.items() if reports}
-    charts.bar_chart(str(out / "gateway.svg"), "Transform text lines, 32 connections (median)", "lines/s",
-                     [(label, [(label, s["per_second"], spread([float(v) for v in s["runs"]]))])
-                      for label, s in summary.items()])
-    return {"scenario": "gateway", "servers": summary,
-            "gateway_vs_classic": summary["gateway"]["per_second"] / summary["classic python"]["per_second"]}
+    # bench/gateway.py: every server its own process, the gateway in front.
+    result = gateway.measure(options.runs, options.duration, options.warmup, log)
+    setups = result["setups"]
+
+    def bars(prefix: str) -> list:
+        return [(label.split(": ", 1)[1], s["per_second"], spread([float(v) for v in s["runs"]]))
+                for label, s in setups.items() if label.startswith(prefix)]
+
+    groups = [("transform, UPPER", bars("transform: ")), ("database, GET", bars("database: "))]
+    if "redis GET (ceiling)" in setups:
+        groups.append(("redis GET (ceiling)", [("redis", setups["redis GET (ceiling)"]["per_second"], None)]))
+    charts.bar_chart(str(out / "gateway.svg"),
+                     f"Lines via the gateway and baselines, {gateway.CONNECTIONS} connections",
+                     "per second", groups)
+    cpu = [(label, [(name, us, None) for name, us in s["cpu_us_per_call"].items()])
+           for label, s in setups.items() if s["cpu_us_per_call"]]
+    charts.bar_chart(str(out / "gateway-cpu.svg"), "CPU per line or call, by process (median)", "us", cpu)
+    return result
 
 
 def log(message: str) -> None:

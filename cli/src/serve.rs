@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use crate::failure::UsageError;
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
-use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions, Upstreams};
+use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions};
 use quartet_runtime::{BoundServer, ServerOptions, Shutdown};
 use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
@@ -145,7 +145,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let gateway = if args.wants(Service::Gateway) {
         let upstreams = gateway_upstreams(&bound);
-        let upstreams = Upstreams::new(&upstreams, args.gateway.upstream_timeout)?;
         let gateway = Gateway::new(
             args.gateway.clone(),
             upstreams,

@@ -1102,7 +1102,7 @@ mod weather {
 /// A telnet user on the gateway and a `quartet chat` user on gRPC share a room.
 #[tokio::test]
 async fn a_telnet_user_and_a_quartet_chat_user_talk_in_one_room() {
-    use quartet_gateway::{Gateway, GatewayOptions, Protocol, UpstreamOptions, Upstreams};
+    use quartet_gateway::{Gateway, GatewayOptions, Protocol, UpstreamOptions};
 
     let config = quartet_chat::ChatConfig::default();
     let hub = std::sync::Arc::new(quartet_chat::RoomHub::new(config.hub_limits()));
@@ -1123,7 +1123,7 @@ async fn a_telnet_user_and_a_quartet_chat_user_talk_in_one_room() {
     };
     let gateway = Gateway::new(
         GatewayOptions::ephemeral(),
-        Upstreams::new(&upstreams, Duration::from_secs(10)).unwrap(),
+        upstreams,
         Shutdown::new(),
         quartet_runtime::ShutdownPolicy::default(),
         &quartet_runtime::Metrics::new(),

@@ -63,9 +63,14 @@ pub(super) enum Caller {
         client: WeatherServiceClient<Connection>,
         next: usize,
     },
+    /// A text-protocol connection: each call writes one request line and
+    /// reads its one-line answer.
     Text {
         lines: Lines<BufReader<OwnedReadHalf>>,
         out: OwnedWriteHalf,
+        /// The request lines, cycled through (newline included).
+        requests: Arc<Vec<String>>,
+        next: usize,
     },
 }
 
@@ -106,11 +111,18 @@ impl Caller {
                 client: WeatherServiceClient::new(channel()?),
                 next: worker,
             },
-            Scenario::TextTransform => {
+            Scenario::TextTransform | Scenario::TextDbGet => {
                 let (read, out) = TcpStream::connect(&args.text_addr).await?.into_split();
+                let requests = if args.scenario == Scenario::TextDbGet {
+                    Arc::new(shared.ids.iter().map(|id| format!("GET {id}\n")).collect())
+                } else {
+                    Arc::new(vec![format!("UPPER {TEXT}\n")])
+                };
                 Self::Text {
                     lines: BufReader::new(read).lines(),
                     out,
+                    requests,
+                    next: worker,
                 }
             }
             Scenario::Startup => anyhow::bail!("start-up is not a call scenario"),
@@ -164,9 +176,17 @@ impl Caller {
                 };
                 client.get_reading(request).await.map(drop)
             }
-            Self::Text { lines, out } => {
+            Self::Text {
+                lines,
+                out,
+                requests,
+                next,
+            } => {
                 let io = |error: std::io::Error| Status::unavailable(error.to_string());
-                out.write_all(b"UPPER hola, mundo\n").await.map_err(io)?;
+                *next = (*next + 1) % requests.len();
+                out.write_all(requests[*next].as_bytes())
+                    .await
+                    .map_err(io)?;
                 match lines.next_line().await.map_err(io)? {
                     Some(answer) if answer.starts_with("ERR ") => Err(Status::unknown(answer)),
                     Some(_) => Ok(()),
@@ -193,7 +213,7 @@ pub(super) async fn prepare(
 ) -> anyhow::Result<Shared> {
     let run_id = run_id();
     let ids = match (scenario, channel) {
-        (Scenario::DbGet, Some(channel)) => {
+        (Scenario::DbGet | Scenario::TextDbGet, Some(channel)) => {
             let ids: Vec<String> = (0..GET_RECORDS).map(|i| format!("{run_id}-{i}")).collect();
             let people = ids
                 .iter()

@@ -52,7 +52,8 @@ pub(crate) struct BenchArgs {
     /// How long to run before counting.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// Where text-transform connects (HOST:PORT).
+    /// Where the text scenarios connect (HOST:PORT): the gateway's transform
+    /// port for text-transform, its database port for text-db-get.
     #[arg(long, default_value = "127.0.0.1:7001")]
     text_addr: String,
     /// startup: how many times to start the server.
@@ -82,6 +83,10 @@ enum Scenario {
     /// A text protocol: `UPPER hola, mundo` lines over TCP, one connection per
     /// worker (the gateway, or any server speaking the transform text protocol).
     TextTransform,
+    /// A text protocol: `GET <id>` lines of existing records over TCP, one
+    /// connection per worker (the gateway's database port); the records are
+    /// created first over gRPC at --database-addr.
+    TextDbGet,
     /// Not a load: starts the server given after `--` (`--runs` times) and
     /// reports the time from process start to SERVING and its idle memory.
     Startup,
@@ -125,7 +130,7 @@ fn address(client: &ClientOptions, scenario: Scenario) -> &str {
         Scenario::Transform | Scenario::TransformStream | Scenario::TextTransform => {
             &client.transform_addr
         }
-        Scenario::DbCreate | Scenario::DbGet => &client.database_addr,
+        Scenario::DbCreate | Scenario::DbGet | Scenario::TextDbGet => &client.database_addr,
         Scenario::WeatherGet => &client.weather_addr,
         Scenario::Startup => "",
     }
@@ -196,6 +201,10 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
         }
     }
     let shared = caller::prepare(args.scenario, channels.first().cloned()).await?;
+    if args.scenario == Scenario::TextDbGet {
+        // The gRPC connection only made the records; the load is text.
+        channels.clear();
+    }
 
     let counting_from = Instant::now() + args.warmup;
     let window = Window {

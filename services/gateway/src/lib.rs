@@ -20,21 +20,24 @@
 //! - [`reply`]: [`reply::Reply`] and every shared answer (`ERR`, `HELP`, `QUIT`).
 //! - [`chat`]: the chat session state machine, over TCP and over UDP.
 //! - [`upstreams`]: the gRPC clients of the four services.
-//! - [`gateway`]: binding, accept loops, the connection limit, shutdown.
+//! - [`server`]: binding, accept loops, the connection limit, shutdown.
+//! - `workers`: the threads serving text connections, one single-threaded
+//!   runtime and one set of upstream channels each (shared-nothing).
 //! - `main.rs`: the `quartet-gateway` binary.
 
 pub mod chat;
 pub mod codec;
 pub mod connection;
-pub mod gateway;
 pub mod options;
 pub mod ordered;
 pub mod protocol;
 pub mod reply;
+pub mod server;
 pub mod upstreams;
+mod workers;
 
-pub use gateway::{BoundGateway, Gateway, RunningGateway};
 pub use options::{GatewayOptions, Listen, Protocol, UpstreamOptions};
+pub use server::{BoundGateway, Gateway, RunningGateway};
 pub use upstreams::Upstreams;
 
 /// The gateway's health port: no service of its own, but Kubernetes' gRPC

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::Context as _;
 use clap::Parser;
-use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions, Upstreams};
+use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown, TelemetryOptions, telemetry};
 
 /// Serves the text protocols on TCP 7001-7004 and UDP 7004.
@@ -30,10 +30,9 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&args.telemetry, "quartet-gateway", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
     args.server.start_metrics(&shutdown).await?;
-    let upstreams = Upstreams::new(&args.upstreams, args.gateway.upstream_timeout)?;
     let gateway = Gateway::new(
         args.gateway,
-        upstreams,
+        args.upstreams,
         shutdown.clone(),
         args.server.shutdown.clone(),
         &args.server.metrics,

@@ -132,6 +132,11 @@ pub struct GatewayOptions {
     #[arg(long, env = "QUARTET_MAX_IDLE_STREAMS", default_value_t = 256)]
     pub max_idle_streams: usize,
 
+    /// Threads serving text connections, each with its own event loop and its
+    /// own upstream connections [default: one per CPU].
+    #[arg(long, env = "QUARTET_GATEWAY_WORKERS")]
+    pub workers: Option<usize>,
+
     /// Deadline of each upstream call (sent as `grpc-timeout`); a transform
     /// stream that answers nothing for this long fails its pending lines.
     #[arg(long, env = "QUARTET_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -156,6 +161,7 @@ impl Default for GatewayOptions {
             max_udp_sessions: 4096,
             max_pipelined: 64,
             max_idle_streams: 256,
+            workers: None,
             upstream_timeout: Duration::from_secs(10),
             default_station: "madrid".into(),
         }
@@ -173,6 +179,13 @@ impl GatewayOptions {
             Protocol::ChatUdp => self.chat_udp_listen,
         };
         configured.unwrap_or(Listen::At(SocketAddr::new(host, protocol.default_port())))
+    }
+
+    /// How many worker threads serve text connections.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 
     /// Every listener on port 0 of 127.0.0.1, for tests.

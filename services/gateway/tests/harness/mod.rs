@@ -4,9 +4,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use quartet_gateway::{
-    Gateway, GatewayOptions, Protocol, RunningGateway, UpstreamOptions, Upstreams,
-};
+use quartet_gateway::{Gateway, GatewayOptions, Protocol, RunningGateway, UpstreamOptions};
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown, ShutdownPolicy};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
@@ -116,12 +114,11 @@ pub async fn gateway_with_metrics(
     upstreams: &UpstreamOptions,
     metrics: &quartet_runtime::Metrics,
 ) -> RunningGateway {
-    let upstreams = Upstreams::new(upstreams, options.upstream_timeout).unwrap();
     let policy = ShutdownPolicy {
         drain_timeout: Duration::from_secs(2),
         ..ShutdownPolicy::default()
     };
-    Gateway::new(options, upstreams, Shutdown::new(), policy, metrics)
+    Gateway::new(options, upstreams.clone(), Shutdown::new(), policy, metrics)
         .bind("127.0.0.1".parse().unwrap())
         .await
         .unwrap()

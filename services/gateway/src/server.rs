@@ -14,7 +14,7 @@ use prometheus_client::{
 };
 use quartet_runtime::{DrainSignal, Metrics, Shutdown, ShutdownPolicy};
 use tokio::{
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpListener, UdpSocket},
     sync::Semaphore,
     task::JoinHandle,
 };
@@ -23,12 +23,11 @@ use tracing::{info, warn};
 
 use crate::{
     chat,
-    connection::{ConnectionLimits, LineProtocol, serve_connection},
-    options::{GatewayOptions, Listen, Protocol},
-    ordered::Calls,
-    protocol::{database::DatabaseLines, transform::TransformLines, weather::WeatherLines},
+    connection::ConnectionLimits,
+    options::{GatewayOptions, Listen, Protocol, UpstreamOptions},
     reply::err,
     upstreams::Upstreams,
+    workers::{WorkerConfig, Workers},
 };
 
 /// Labels of the connections gauge.
@@ -41,7 +40,7 @@ struct ProtocolLabel {
 #[derive(Debug)]
 pub struct Gateway {
     options: GatewayOptions,
-    upstreams: Upstreams,
+    upstreams: UpstreamOptions,
     shutdown: Shutdown,
     policy: ShutdownPolicy,
     connections: Family<ProtocolLabel, Gauge>,
@@ -49,11 +48,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway calling `upstreams`, stopping with `shutdown` (its delay and
-    /// drain timeout from `policy`), counting its connections in `metrics`.
+    /// A gateway calling the services at `upstreams`, stopping with
+    /// `shutdown` (its delay and drain timeout from `policy`), counting its
+    /// connections in `metrics`.
     pub fn new(
         options: GatewayOptions,
-        upstreams: Upstreams,
+        upstreams: UpstreamOptions,
         shutdown: Shutdown,
         policy: ShutdownPolicy,
         metrics: &Metrics,
@@ -80,8 +80,10 @@ impl Gateway {
         }
     }
 
-    /// Binds every enabled listener; `host` is where unconfigured listeners
-    /// listen (0.0.0.0 for the gateway binary, 127.0.0.1 for `quartet serve`).
+    /// Binds every enabled listener and starts the worker threads; `host` is
+    /// where unconfigured listeners listen (0.0.0.0 for the gateway binary,
+    /// 127.0.0.1 for `quartet serve`). Fails when a port cannot be bound or the
+    /// upstream options cannot be used (a TLS file that cannot be read).
     pub async fn bind(self, host: IpAddr) -> io::Result<BoundGateway> {
         let mut tcp = Vec::new();
         let mut udp = None;
@@ -102,20 +104,59 @@ impl Gateway {
                 tcp.push((protocol, TcpListener::bind(addr).await.map_err(named)?));
             }
         }
+        let tracker = TaskTracker::new();
+        let config = WorkerConfig {
+            options: self.options.clone(),
+            upstreams: self.upstreams.clone(),
+            limits: ConnectionLimits {
+                max_line_bytes: self.options.max_line_bytes,
+                idle_timeout: self.options.idle_timeout,
+                max_pipelined: self.options.max_pipelined,
+            },
+            transform_streams: self.transform_streams.clone(),
+            tracker: tracker.clone(),
+            drain: self.shutdown.drain_signal(),
+        };
+        let workers = if tcp.is_empty() {
+            None
+        } else {
+            Some(Workers::start(self.options.worker_count(), &config).await?)
+        };
+        let udp = match udp {
+            Some(socket) => {
+                let upstreams = Upstreams::new(&self.upstreams, self.options.upstream_timeout)
+                    .map_err(|status| io::Error::other(status.message().to_owned()))?;
+                Some((socket, upstreams))
+            }
+            None => None,
+        };
         Ok(BoundGateway {
             gateway: self,
             tcp,
             udp,
+            workers,
+            tracker,
         })
     }
 }
 
-/// A gateway whose listeners are bound.
-#[derive(Debug)]
+/// A gateway whose listeners are bound and whose workers are running.
 pub struct BoundGateway {
     gateway: Gateway,
     tcp: Vec<(Protocol, TcpListener)>,
-    udp: Option<UdpSocket>,
+    /// The UDP chat socket, served on the caller's runtime with its own channels.
+    udp: Option<(UdpSocket, Upstreams)>,
+    workers: Option<Workers>,
+    /// Every connection and session, to wait for on drain.
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for BoundGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundGateway")
+            .field("addresses", &self.addresses())
+            .finish_non_exhaustive()
+    }
 }
 
 impl BoundGateway {
@@ -130,7 +171,7 @@ impl BoundGateway {
         if let Some(addr) = self
             .udp
             .as_ref()
-            .and_then(|socket| socket.local_addr().ok())
+            .and_then(|(socket, _)| socket.local_addr().ok())
         {
             addresses.insert(Protocol::ChatUdp, addr);
         }
@@ -161,20 +202,23 @@ impl BoundGateway {
     /// what they started (chat sessions are told and closed), up to the drain
     /// timeout.
     pub async fn serve(self) {
-        let Self { gateway, tcp, udp } = self;
+        let Self {
+            gateway,
+            tcp,
+            udp,
+            workers,
+            tracker,
+        } = self;
         let drain = gateway.shutdown.drain_signal();
-        let tracker = TaskTracker::new();
+        let workers = workers.map(Arc::new);
         let permits = Arc::new(Semaphore::new(gateway.options.max_connections));
-        let limits = ConnectionLimits {
-            max_line_bytes: gateway.options.max_line_bytes,
-            idle_timeout: gateway.options.idle_timeout,
-            max_pipelined: gateway.options.max_pipelined,
-        };
         for (protocol, listener) in tcp {
-            let handler = Handler::for_protocol(protocol, &gateway, limits);
+            let Some(workers) = workers.clone() else {
+                break;
+            };
             let accepting = Accepting {
                 protocol,
-                handler: Arc::new(handler),
+                workers,
                 permits: permits.clone(),
                 gauge: gateway
                     .connections
@@ -182,12 +226,11 @@ impl BoundGateway {
                         protocol: protocol.name(),
                     })
                     .clone(),
-                tracker: tracker.clone(),
                 drain: drain.clone(),
             };
             tracker.spawn(accepting.run(listener));
         }
-        if let Some(socket) = udp {
+        if let Some((socket, upstreams)) = udp {
             let udp_limits = chat::udp::UdpLimits {
                 max_line_bytes: gateway.options.max_line_bytes,
                 idle: gateway.options.idle_timeout,
@@ -201,7 +244,7 @@ impl BoundGateway {
                 .clone();
             tracker.spawn(chat::udp::serve(
                 socket,
-                gateway.upstreams.clone(),
+                upstreams,
                 udp_limits,
                 gauge,
                 drain.clone(),
@@ -221,6 +264,10 @@ impl BoundGateway {
                 timeout = %humantime::format_duration(gateway.policy.drain_timeout),
                 "gateway drain timed out; closing the connections still open"
             );
+        }
+        // The accept loops have ended, so this is the last handle.
+        if let Some(workers) = workers.and_then(Arc::into_inner) {
+            workers.stop().await;
         }
         info!("gateway stopped");
     }
@@ -252,69 +299,12 @@ impl RunningGateway {
     }
 }
 
-/// What serves one protocol's connections.
-struct Handler {
-    kind: HandlerKind,
-    limits: ConnectionLimits,
-}
-
-enum HandlerKind {
-    Lines(Box<dyn LineProtocol>),
-    Chat(Box<Upstreams>),
-}
-
-impl Handler {
-    fn for_protocol(protocol: Protocol, gateway: &Gateway, limits: ConnectionLimits) -> Self {
-        let (upstreams, options) = (&gateway.upstreams, &gateway.options);
-        let kind = match protocol {
-            Protocol::Transform => HandlerKind::Lines(Box::new(TransformLines::new(
-                upstreams.clone(),
-                options.max_pipelined,
-                options.max_idle_streams,
-                gateway.transform_streams.clone(),
-            ))),
-            Protocol::Database => HandlerKind::Lines(Box::new(Calls(Arc::new(
-                DatabaseLines::new(upstreams.clone()),
-            )))),
-            Protocol::Weather => HandlerKind::Lines(Box::new(Calls(Arc::new(WeatherLines::new(
-                upstreams.clone(),
-                options.default_station.clone(),
-            ))))),
-            Protocol::ChatTcp | Protocol::ChatUdp => HandlerKind::Chat(Box::new(upstreams.clone())),
-        };
-        Self { kind, limits }
-    }
-
-    async fn serve(&self, stream: TcpStream, drain: DrainSignal) {
-        let limits = self.limits;
-        match &self.kind {
-            HandlerKind::Lines(protocol) => {
-                serve_connection(stream, protocol.session(), limits, async move {
-                    drain.draining().await;
-                })
-                .await;
-            }
-            HandlerKind::Chat(upstreams) => {
-                chat::tcp::serve_connection(
-                    stream,
-                    upstreams.as_ref().clone(),
-                    limits.max_line_bytes,
-                    limits.idle_timeout,
-                    drain,
-                )
-                .await;
-            }
-        }
-    }
-}
-
 /// One TCP listener's accept loop.
 struct Accepting {
     protocol: Protocol,
-    handler: Arc<Handler>,
+    workers: Arc<Workers>,
     permits: Arc<Semaphore>,
     gauge: Gauge,
-    tracker: TaskTracker,
     drain: DrainSignal,
 }
 
@@ -343,15 +333,8 @@ impl Accepting {
                 let _ = stream.try_write(refusal.as_bytes());
                 continue;
             };
-            let handler = self.handler.clone();
-            let gauge = self.gauge.clone();
-            let drain = self.drain.clone();
-            gauge.inc();
-            self.tracker.spawn(async move {
-                handler.serve(stream, drain).await;
-                gauge.dec();
-                drop(permit);
-            });
+            self.workers
+                .serve(self.protocol, stream, permit, self.gauge.clone());
         }
     }
 }
