@@ -88,12 +88,13 @@ async fn idle_connections_give_their_streams_back_past_the_budget() {
     gateway.stop().await;
 }
 
-/// A transform service whose first `broken` streams fail with `failure` after
-/// answering `answers` requests; later streams answer everything.
+/// A transform service whose first `broken` streams, after answering
+/// `answers` requests, fail with `failure`, or go silent without ending when
+/// it is `None`; later streams answer everything.
 struct Flaky {
     broken: usize,
     answers: usize,
-    failure: Status,
+    failure: Option<Status>,
     streams: AtomicUsize,
 }
 
@@ -116,17 +117,17 @@ impl TransformService for Flaky {
     ) -> Result<Response<Answers>, Status> {
         let broken = self.streams.fetch_add(1, Ordering::SeqCst) < self.broken;
         let limit = if broken { self.answers } else { usize::MAX };
-        let failure = self.failure.clone();
-        let answers = request
-            .into_inner()
-            .take(limit)
-            .map(|request| {
-                request.map(|request| TransformResponse {
-                    text: request.text.to_uppercase(),
-                })
+        let answers = request.into_inner().take(limit).map(|request| {
+            request.map(|request| TransformResponse {
+                text: request.text.to_uppercase(),
             })
-            .chain(futures_util::stream::iter(broken.then_some(Err(failure))));
-        Ok(Response::new(Box::pin(answers)))
+        });
+        let end: Answers = match (broken, self.failure.clone()) {
+            (false, _) => Box::pin(futures_util::stream::empty()),
+            (true, Some(failure)) => Box::pin(futures_util::stream::iter([Err(failure)])),
+            (true, None) => Box::pin(futures_util::stream::pending()),
+        };
+        Ok(Response::new(Box::pin(answers.chain(end))))
     }
 }
 
@@ -168,7 +169,9 @@ async fn lines_a_draining_server_left_unanswered_are_sent_again() {
     let (url, service) = serve(Flaky {
         broken: 1,
         answers: 3,
-        failure: Status::unavailable("server is shutting down; retry unanswered requests"),
+        failure: Some(Status::unavailable(
+            "server is shutting down; retry unanswered requests",
+        )),
         streams: AtomicUsize::new(0),
     })
     .await;
@@ -187,7 +190,7 @@ async fn a_line_whose_own_call_failed_gets_the_error_and_the_rest_go_on() {
     let (url, _) = serve(Flaky {
         broken: 1,
         answers: 2,
-        failure: Status::resource_exhausted("result too large"),
+        failure: Some(Status::resource_exhausted("result too large")),
         streams: AtomicUsize::new(0),
     })
     .await;
@@ -207,7 +210,7 @@ async fn a_service_that_keeps_failing_gets_each_line_an_error_not_a_loop() {
     let (url, service) = serve(Flaky {
         broken: usize::MAX,
         answers: 0,
-        failure: Status::unavailable("always going away"),
+        failure: Some(Status::unavailable("always going away")),
         streams: AtomicUsize::new(0),
     })
     .await;
@@ -225,44 +228,13 @@ async fn a_service_that_keeps_failing_gets_each_line_an_error_not_a_loop() {
 
 #[tokio::test]
 async fn a_stream_that_stops_answering_times_out_and_the_next_line_works() {
-    // Answers nothing on its first stream, and never ends it.
-    struct Silent(AtomicUsize);
-
-    #[tonic::async_trait]
-    impl TransformService for Silent {
-        async fn transform(
-            &self,
-            _: Request<TransformRequest>,
-        ) -> Result<Response<TransformResponse>, Status> {
-            Err(Status::unimplemented("stream only"))
-        }
-
-        type TransformStreamStream = Answers;
-
-        async fn transform_stream(
-            &self,
-            request: Request<Streaming<TransformRequest>>,
-        ) -> Result<Response<Answers>, Status> {
-            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Ok(Response::new(Box::pin(futures_util::stream::pending())));
-            }
-            Ok(Response::new(Box::pin(request.into_inner().map(
-                |request| {
-                    request.map(|request| TransformResponse {
-                        text: request.text.to_uppercase(),
-                    })
-                },
-            ))))
-        }
-    }
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TransformServiceServer::new(Silent(AtomicUsize::new(0))))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let (url, _) = serve(Flaky {
+        broken: 1,
+        answers: 0,
+        failure: None,
+        streams: AtomicUsize::new(0),
+    })
+    .await;
     let gateway = gateway_for(url, Duration::from_millis(300)).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
     user.send_bytes(b"UPPER a\nUPPER b\n").await;
