@@ -84,12 +84,16 @@ enum Screen {
 }
 
 impl Screen {
+    /// Shows one event: `text` on a text screen, escaped (it carries other
+    /// people's words, which must never reach the terminal as control), or
+    /// `value` as a JSON line.
     async fn show(&self, text: &str, value: &impl Serialize) -> anyhow::Result<()> {
+        let text = quartet_text::printable(text);
         match self {
-            Self::Plain(printer) => Ok(printer.print(text, value)?),
+            Self::Plain(printer) => Ok(printer.print(&text, value)?),
             Self::Terminal { format, lines } => {
                 let line = match format {
-                    OutputFormat::Text => text.to_owned(),
+                    OutputFormat::Text => text.into_owned(),
                     OutputFormat::Json => serde_json::to_string(value)?,
                 };
                 // The printer thread only stops when the terminal is gone.

@@ -191,6 +191,35 @@ async fn piped_stdin_says_each_line_prints_events_and_leaves_at_the_end() {
 }
 
 #[tokio::test]
+async fn text_that_is_not_text_is_shown_escaped() {
+    use quartet_chat::{Backplane as _, Nick, RoomName};
+    let backplane = backplane();
+    let server = start_on("127.0.0.1:0".parse().unwrap(), backplane.clone()).await;
+    // A line that never passed the service's checks (an older replica, a
+    // stored record), said straight into the room.
+    let (room, old) = (
+        RoomName::parse("lobby").unwrap(),
+        Nick::parse("old").unwrap(),
+    );
+    let _membership = backplane.join(&room, &old, None).await.unwrap();
+    backplane
+        .say(&room, &old, "hi\n* admin joined\u{1b}[2J".into())
+        .await
+        .unwrap();
+    let (code, stdout, stderr) =
+        run_piped(&server.url(), &["chat", "lobby", "--nick", "ana"], "").await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line == "<old> hi\\u{000A}* admin joined\\u{001B}[2J"),
+        "{stdout:?}"
+    );
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn bye_leaves_and_nothing_after_it_is_said() {
     let server = start().await;
     let mut bo = Member::join(&server.url(), "lobby", "bo").await;

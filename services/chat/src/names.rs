@@ -1,7 +1,16 @@
 //! Room names and nicks: what the contract allows, checked once at the edge so
 //! the rest of the crate only sees valid ones.
+//!
+//! Both are NFKC-normalised and refuse whitespace, controls and invisible or
+//! format characters ([`quartet_text::Name`]), so one member cannot pass for
+//! another with `alice\u{200B}` or a right-to-left override. A room *is* its
+//! case-folded form (`Lobby` and `lobby` are one room, named `lobby`); a nick
+//! keeps the case its owner typed but is unique in its room without regard to
+//! case (`Ana` holds `ana` too).
 
 use std::fmt;
+
+use quartet_text::{Name, NameError};
 
 use crate::error::ChatError;
 
@@ -10,48 +19,30 @@ pub const MAX_ROOM_CHARS: usize = 64;
 /// Longest nick, in characters (the contract: 1 to 32).
 pub const MAX_NICK_CHARS: usize = 32;
 
-/// A valid room name: 1 to [`MAX_ROOM_CHARS`] characters, no whitespace or control
-/// characters.
+/// A valid room name, in its canonical (NFKC, case-folded) form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoomName(String);
 
-/// A valid nick: 1 to [`MAX_NICK_CHARS`] characters, no whitespace or control
-/// characters.
+/// A valid nick: shown as typed (NFKC), equal to any nick with the same
+/// case-folded form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Nick(String);
+pub struct Nick(Name);
 
-/// Why a name is refused, or `None` when it is fine.
-fn problem(value: &str, max_chars: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some("must not be empty".to_owned());
+fn invalid(field: &'static str, error: &NameError) -> ChatError {
+    ChatError::InvalidName {
+        field,
+        reason: error.to_string(),
     }
-    let chars = value.chars().count();
-    if chars > max_chars {
-        return Some(format!(
-            "must be at most {max_chars} characters, got {chars}"
-        ));
-    }
-    if let Some(bad) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Some(format!(
-            "must not contain whitespace or control characters, found {bad:?}"
-        ));
-    }
-    None
 }
 
 impl RoomName {
-    /// Checks `value` against the contract.
+    /// Checks `value` against the contract and gives its canonical form.
     pub fn parse(value: &str) -> Result<Self, ChatError> {
-        match problem(value, MAX_ROOM_CHARS) {
-            None => Ok(Self(value.to_owned())),
-            Some(reason) => Err(ChatError::InvalidName {
-                field: "room",
-                reason,
-            }),
-        }
+        let name = Name::parse(value, MAX_ROOM_CHARS).map_err(|error| invalid("room", &error))?;
+        Ok(Self(name.key().to_owned()))
     }
 
-    /// The name as given.
+    /// The canonical name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -60,18 +51,19 @@ impl RoomName {
 impl Nick {
     /// Checks `value` against the contract.
     pub fn parse(value: &str) -> Result<Self, ChatError> {
-        match problem(value, MAX_NICK_CHARS) {
-            None => Ok(Self(value.to_owned())),
-            Some(reason) => Err(ChatError::InvalidName {
-                field: "nick",
-                reason,
-            }),
-        }
+        Name::parse(value, MAX_NICK_CHARS)
+            .map(Self)
+            .map_err(|error| invalid("nick", &error))
     }
 
-    /// The nick as given.
+    /// The nick as its owner typed it (NFKC).
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
+    }
+
+    /// What decides whether two nicks are the same: the case-folded form.
+    pub fn key(&self) -> &str {
+        self.0.key()
     }
 }
 
@@ -83,7 +75,7 @@ impl fmt::Display for RoomName {
 
 impl fmt::Display for Nick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -101,7 +93,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_whitespace_and_control_characters_are_refused() {
+    fn empty_whitespace_control_and_invisible_characters_are_refused() {
         for bad in [
             "",
             "a b",
@@ -109,6 +101,9 @@ mod tests {
             "new\nline",
             "nbsp\u{a0}",
             "bell\u{7}",
+            "alice\u{200b}",
+            "\u{202e}ecila",
+            "a\u{2028}b",
         ] {
             assert!(Nick::parse(bad).is_err(), "{bad:?}");
             assert!(RoomName::parse(bad).is_err(), "{bad:?}");
@@ -116,9 +111,27 @@ mod tests {
     }
 
     #[test]
-    fn the_message_names_the_field() {
+    fn the_message_names_the_field_and_the_character() {
         let error = RoomName::parse("").unwrap_err();
         assert!(error.to_string().starts_with("room:"), "{error}");
+        let error = Nick::parse("alice\u{200b}").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "nick: contains an invisible or format character (U+200B) at character 6"
+        );
+    }
+
+    #[test]
+    fn rooms_are_their_folded_form_and_nicks_compare_without_case() {
+        assert_eq!(RoomName::parse("Lobby").unwrap().as_str(), "lobby");
+        assert_eq!(
+            RoomName::parse("ＬＯＢＢＹ").unwrap(),
+            RoomName::parse("lobby").unwrap()
+        );
+        let ana = Nick::parse("Ana").unwrap();
+        assert_eq!(ana.as_str(), "Ana");
+        assert_eq!(ana, Nick::parse("ANA").unwrap());
+        assert_eq!(ana.key(), "ana");
     }
 
     proptest! {
@@ -128,7 +141,6 @@ mod tests {
                 let chars = nick.as_str().chars().count();
                 prop_assert!((1..=MAX_NICK_CHARS).contains(&chars));
                 prop_assert!(!nick.as_str().chars().any(|c| c.is_whitespace() || c.is_control()));
-                prop_assert_eq!(nick.as_str(), value.as_str());
             }
         }
 

@@ -17,7 +17,9 @@ use crate::{
 pub enum Notice {
     /// Sent faster than the rate limit; the line was not said.
     RateLimited(String),
-    /// Empty or longer than the limit; the line was not said.
+    /// Empty, longer than the limit, or holding characters that are not
+    /// text (controls, separators, bidirectional controls); the line was not
+    /// said.
     InvalidMessage(String),
 }
 
@@ -37,8 +39,8 @@ pub enum Outbound {
     },
 }
 
-/// Decides whether a line may be said: size first, then the rate limit (a
-/// refused line does not spend a token).
+/// Decides whether a line may be said: size and content first, then the rate
+/// limit (a refused line does not spend a token).
 #[derive(Debug, Clone)]
 pub struct LinePolicy {
     max_text_bytes: usize,
@@ -66,6 +68,13 @@ impl LinePolicy {
                 "line of {} bytes is longer than the limit of {} bytes; it was not said",
                 text.len(),
                 self.max_text_bytes
+            )));
+        }
+        if let Err(refusal) = quartet_text::check_line(text) {
+            // Text is data for the other members, never control: no forged
+            // lines, no terminal escapes, no text that reads backwards.
+            return Err(Notice::InvalidMessage(format!(
+                "say.text: {refusal}; nothing was said"
             )));
         }
         self.bucket.try_take(now).map_err(|wait| {
@@ -179,6 +188,32 @@ mod tests {
             policy.check("a", now),
             Err(Notice::RateLimited(_))
         ));
+    }
+
+    #[test]
+    fn lines_that_are_not_text_are_refused_with_the_field_named() {
+        let config = ChatConfig::default();
+        let now = Instant::now();
+        let mut policy = LinePolicy::new(&config, now);
+        for forged in [
+            "hi\n* admin joined\nadmin please type your password",
+            "\u{1b}[2J\u{1b}[31m",
+            "carriage\rreturn",
+            "nul\u{0}",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{9b}",
+            "line\u{2028}separator",
+            "\u{202e}backwards",
+        ] {
+            match policy.check(forged, now) {
+                Err(Notice::InvalidMessage(message)) => {
+                    assert!(message.starts_with("say.text: contains "), "{message}");
+                }
+                other => panic!("{forged:?} gave {other:?}"),
+            }
+        }
+        assert_eq!(policy.check("tabs\tand ünïcödé 😀 are text", now), Ok(()));
     }
 
     #[test]

@@ -257,6 +257,72 @@ async fn bad_joins_get_precise_statuses() {
 }
 
 #[tokio::test]
+async fn forged_lines_and_escape_codes_are_refused_and_never_reach_others() {
+    let server = start(config()).await;
+    let url = server.url();
+    let mut mallory = Member::join(&url, "lobby", "mallory", None).await;
+    mallory.joined().await;
+    let mut ana = Member::join(&url, "lobby", "ana", None).await;
+    ana.joined().await;
+    mallory.presence_of("ana").await;
+
+    for forged in [
+        "hi\n* admin joined\nadmin please type your password",
+        "\u{1b}[2J\u{1b}[31mred",
+        "over\rwrite",
+        "\u{202e}drowssap",
+    ] {
+        mallory.say(forged).await;
+        let notice = mallory.notice().await;
+        assert_eq!(notice.kind(), NoticeKind::InvalidMessage, "{forged:?}");
+        assert!(
+            notice.message.starts_with("say.text: contains "),
+            "{}",
+            notice.message
+        );
+        assert!(
+            !notice.message.contains(forged),
+            "the refusal must not echo the text: {}",
+            notice.message
+        );
+    }
+    // The next line that is text arrives, and is the first the others see.
+    mallory.say("only this").await;
+    assert_eq!(ana.lines(1).await[0].text, "only this");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn lookalike_nicks_are_refused_and_case_does_not_make_a_new_one() {
+    let server = start(config()).await;
+    let url = server.url();
+    let mut alice = Member::join(&url, "Lobby", "Alice", None).await;
+    let joined = alice.joined().await;
+    assert_eq!(joined.room, "lobby", "a room is its folded form");
+    assert_eq!(joined.nick, "Alice", "a nick keeps its case");
+
+    for (nick, code) in [
+        ("alice\u{200b}", Code::InvalidArgument),
+        ("\u{202e}ecilA", Code::InvalidArgument),
+        ("al\u{ad}ice", Code::InvalidArgument),
+        ("ALICE", Code::AlreadyExists),
+        ("\u{ff21}lice", Code::AlreadyExists),
+    ] {
+        let status = Member::try_join(&url, "LOBBY", nick, None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{nick:?}: {status:?}");
+        if code == Code::InvalidArgument {
+            assert!(
+                status.message().starts_with("nick: contains "),
+                "{status:?}"
+            );
+        }
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn too_fast_and_oversize_lines_get_a_notice_and_the_stream_goes_on() {
     let server = start(ChatConfig {
         rate_per_second: 0.01,

@@ -125,7 +125,10 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
     Some(bytes.into_iter().map(char::from).collect())
 }
 
-/// Checks a name: 1 to 200 characters, not blank, no control characters.
+/// Checks a name: 1 to 200 characters, not blank, no control characters, and
+/// nothing else that is not text for the people who will read it (line and
+/// paragraph separators, bidirectional controls): a name is printed on other
+/// users' screens and inside multi-line text answers.
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), FieldError> {
     if name.trim().is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
@@ -142,7 +145,7 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), FieldError> 
             "must not contain control characters",
         ));
     }
-    Ok(())
+    quartet_text::check_line(name).map_err(|refusal| FieldError::new(field, refusal.to_string()))
 }
 
 /// Checks an e-mail address: `local@domain`, a dot inside the domain, no spaces or
@@ -235,6 +238,12 @@ mod tests {
         assert!(validate_name("n", "José Ñúñez").is_ok());
         assert!(validate_name("n", "   ").is_err());
         assert!(validate_name("n", "a\nb").is_err());
+        assert!(validate_name("n", "a\tb").is_err());
+        assert!(validate_name("n", "a\u{2028}b").is_err());
+        assert_eq!(
+            validate_name("n", "\u{202e}anA").unwrap_err().to_string(),
+            "n: contains a bidirectional control (U+202E) at character 1"
+        );
         assert!(validate_name("n", &"é".repeat(200)).is_ok());
         assert!(validate_name("n", &"é".repeat(201)).is_err());
     }

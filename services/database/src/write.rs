@@ -56,13 +56,13 @@ impl Patch {
                     other if IMMUTABLE.contains(&other) => {
                         return Err(FieldError::new(
                             "update_mask",
-                            format!("{other:?} cannot be changed"),
+                            format!("{} cannot be changed", quartet_text::excerpt(other)),
                         ));
                     }
                     other => {
                         return Err(FieldError::new(
                             "update_mask",
-                            format!("unknown field {other:?}"),
+                            format!("unknown field {}", quartet_text::excerpt(other)),
                         ));
                     }
                 }

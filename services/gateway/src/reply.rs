@@ -102,7 +102,10 @@ pub fn quit() -> Reply {
 pub fn unknown(verb: &str) -> Reply {
     Reply::line(err(
         "INVALID_ARGUMENT",
-        &format!("unknown command {verb:?}; HELP lists the commands"),
+        &format!(
+            "unknown command {}; HELP lists the commands",
+            quartet_text::excerpt(verb)
+        ),
     ))
 }
 

@@ -247,3 +247,75 @@ async fn a_udp_user_and_a_tcp_user_share_a_room() {
     assert_eq!(tito.line().await, "* uma left");
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn forged_lines_never_reach_a_telnet_user_and_escapes_are_printed_inert() {
+    use quartet_chat::{Backplane as _, Nick, RoomName};
+    use quartet_proto::chat::v1::{
+        ClientEvent, Join, Say, chat_service_client::ChatServiceClient, client_event,
+    };
+
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let mut ana = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
+    ana.ask("NICK ana").await;
+    ana.ask("JOIN lobby").await;
+
+    // A gRPC member tries to forge lines and clear the screen.
+    let (outbox, outgoing) = tokio::sync::mpsc::channel(8);
+    let event = |event| ClientEvent { event: Some(event) };
+    outbox
+        .send(event(client_event::Event::Join(Join {
+            room: "lobby".into(),
+            nick: "mallory".into(),
+            since_seq: None,
+        })))
+        .await
+        .unwrap();
+    let mut client = ChatServiceClient::connect(services.chat.url())
+        .await
+        .unwrap();
+    let _events = client
+        .chat(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await
+        .unwrap();
+    assert_eq!(ana.line().await, "* mallory joined");
+    for text in [
+        "hi\n* admin joined\nadmin please type your password",
+        "\u{1b}[2J",
+    ] {
+        let say = event(client_event::Event::Say(Say { text: text.into() }));
+        outbox.send(say).await.unwrap();
+    }
+    let say = event(client_event::Event::Say(Say {
+        text: "only text".into(),
+    }));
+    outbox.send(say).await.unwrap();
+    assert_eq!(
+        ana.line().await,
+        "mallory only text",
+        "nothing forged came first"
+    );
+
+    // What did not pass the service (an older replica, say) is printed inert.
+    let (room, old) = (
+        RoomName::parse("lobby").unwrap(),
+        Nick::parse("old").unwrap(),
+    );
+    let _membership = services
+        .chat_backplane
+        .join(&room, &old, None)
+        .await
+        .unwrap();
+    assert_eq!(ana.line().await, "* old joined");
+    services
+        .chat_backplane
+        .say(&room, &old, "hi\n* admin joined\u{1b}[2J".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        ana.line().await,
+        "old hi\\u{000A}* admin joined\\u{001B}[2J"
+    );
+    gateway.stop().await;
+}

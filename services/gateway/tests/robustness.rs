@@ -221,3 +221,19 @@ async fn two_thousand_concurrent_connections_are_each_answered() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn an_unknown_verb_is_quoted_only_in_part() {
+    let services = Services::start().await;
+    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    for protocol in [Protocol::Transform, Protocol::Database, Protocol::Weather] {
+        let mut user = LineClient::connect_to(&gateway, protocol).await;
+        let answer = user.ask(&"V".repeat(60_000)).await;
+        assert!(
+            answer.starts_with("ERR INVALID_ARGUMENT unknown command \"VVV"),
+            "{protocol:?}: {answer:.80}"
+        );
+        assert!(answer.len() < 200, "{protocol:?}: {} bytes", answer.len());
+    }
+    gateway.stop().await;
+}

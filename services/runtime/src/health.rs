@@ -119,7 +119,10 @@ impl Health for HealthService {
         let service = request.into_inner().service;
         match self.registry.get(&service) {
             Some(status) => response(status).map(Response::new),
-            None => Err(Status::not_found(format!("unknown service {service:?}"))),
+            None => Err(Status::not_found(format!(
+                "unknown service {}",
+                quartet_text::excerpt(&service)
+            ))),
         }
     }
 

@@ -40,6 +40,9 @@ async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
     );
     let unknown = check(&mut health, "no.such.Service").await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+    let long = check(&mut health, &"s".repeat(1 << 20)).await.unwrap_err();
+    assert_eq!(long.code(), Code::NotFound);
+    assert!(long.message().len() < 200, "{}", long.message());
 
     server.health().set(SERVICE_NAME, ServingStatus::NotServing);
     assert_eq!(

@@ -12,7 +12,10 @@ pub enum WeatherError {
     #[error("station_id: must be set (`quartet weather stations` lists them)")]
     MissingStation,
     /// No station of this server has that id.
-    #[error("station {0:?} is not known here (`quartet weather stations` lists them)")]
+    #[error(
+        "station {} is not known here (`quartet weather stations` lists them)",
+        quartet_text::excerpt(.0)
+    )]
     UnknownStation(String),
     /// The request named METRIC_UNSPECIFIED.
     #[error("metrics: METRIC_UNSPECIFIED is not a metric (leave the list empty for all four)")]
@@ -43,7 +46,8 @@ pub enum WeatherError {
     },
     /// The station's recorded observations start after the time asked for.
     #[error(
-        "no observation of station {station:?} at or before {at}; its records start at {first}"
+        "no observation of station {} at or before {at}; its records start at {first}",
+        quartet_text::excerpt(station)
     )]
     NoObservation {
         /// The station asked for.

@@ -222,6 +222,25 @@ async fn a_reading_without_a_time_is_now() {
 }
 
 #[tokio::test]
+async fn a_megabyte_station_id_is_not_found_and_quoted_only_in_part() {
+    let server = start().await;
+    let mut client = client(&server).await;
+    let station = "x".repeat(1 << 20);
+    let status = client
+        .get_reading(get(&station, &[], None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().len() < 200, "{}", status.message());
+    assert!(
+        status.message().contains("(1048576 bytes)"),
+        "{}",
+        status.message()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_requests_get_precise_statuses() {
     let server = start().await;
     let mut client = client(&server).await;

@@ -194,8 +194,10 @@ impl NatsBackplane {
         )
     }
 
+    /// The KV key that claims `nick` in `room`: the nick's case-folded form,
+    /// so `Ana` on one replica and `ana` on another cannot both hold it.
     fn claim_key(room: &RoomName, nick: &Nick) -> String {
-        let nick_hex = hex(nick.as_str().as_bytes());
+        let nick_hex = hex(nick.key().as_bytes());
         format!("{}.{nick_hex}", Self::room_hash(room))
     }
 
@@ -332,6 +334,8 @@ impl NatsBackplane {
     }
 
     /// Every claim in the bucket, as (room hash, nick).
+    /// Every claim: (room hash, nick as its owner typed it). The key holds
+    /// only the folded nick, so the nick shown is read from the claim's note.
     async fn all_claims(&self) -> Result<Vec<(String, String)>, ChatError> {
         let error = backplane_error("cannot list members");
         let mut keys = self
@@ -342,11 +346,18 @@ impl NatsBackplane {
         let mut claims = Vec::new();
         while let Some(key) = keys.next().await {
             let key = key.map_err(|e| error(e.to_string()))?;
-            let Some((hash, nick_hex)) = key.split_once('.') else {
+            let Some((hash, _)) = key.split_once('.') else {
                 continue;
             };
-            if let Some(nick) = decode_hex(nick_hex) {
-                claims.push((hash.to_owned(), nick));
+            let note = self
+                .members
+                .get(key.as_str())
+                .await
+                .map_err(|e| error(e.to_string()))?
+                .and_then(|value| serde_json::from_slice::<PresenceNote>(&value).ok());
+            // A claim that expired between listing and reading is gone.
+            if let Some(note) = note {
+                claims.push((hash.to_owned(), note.nick));
             }
         }
         Ok(claims)
@@ -392,17 +403,6 @@ async fn open_claims_bucket(
         .get_key_value(bucket)
         .await
         .map_err(|error| error.to_string())
-}
-
-fn decode_hex(hex: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect();
-    String::from_utf8(bytes?).ok()
 }
 
 /// A presence note from another replica, as a domain event (`None` for this

@@ -17,6 +17,8 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+use quartet_text::printable;
+
 use crate::{
     protocol::split_command,
     reply::{err, status_line},
@@ -246,14 +248,17 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
         Ok(Some(ServerEvent {
             event: Some(server_event::Event::Joined(joined)),
         })) => {
+            let members: Vec<_> = joined.members.iter().map(|nick| printable(nick)).collect();
             let line = format!(
                 "OK joined {} as {}; here: {}",
-                joined.room,
-                joined.nick,
-                joined.members.join(", ")
+                printable(&joined.room),
+                printable(&joined.nick),
+                members.join(", ")
             );
             let in_room = InRoom {
-                nick: nick.to_owned(),
+                // The service's form of the nick (NFKC), to tell our own
+                // lines from others'.
+                nick: joined.nick.clone(),
                 outbox,
                 events,
                 history_until: joined.last_seq,
@@ -307,18 +312,20 @@ async fn relay<S: LineSink>(
             return Next::Close;
         }
     };
+    // Others' words are printed escaped ([`printable`]): the chat service
+    // refuses lines that are not text, and this door does not rely on it.
     let line = match event {
         server_event::Event::Message(message) => {
             if message.nick == joined.nick && message.seq > joined.history_until {
                 return Next::Continue;
             }
-            format!("{} {}", message.nick, message.text)
+            format!("{} {}", printable(&message.nick), printable(&message.text))
         }
         server_event::Event::MemberJoined(member) if member.nick != joined.nick => {
-            format!("* {} joined", member.nick)
+            format!("* {} joined", printable(&member.nick))
         }
         server_event::Event::MemberLeft(member) if member.nick != joined.nick => {
-            format!("* {} left", member.nick)
+            format!("* {} left", printable(&member.nick))
         }
         server_event::Event::Gap(gap) => format!("* missed {}-{}", gap.from_seq, gap.to_seq),
         server_event::Event::Notice(notice) => {
@@ -326,9 +333,11 @@ async fn relay<S: LineSink>(
                 NoticeKind::RateLimited => "RESOURCE_EXHAUSTED",
                 _ => "INVALID_ARGUMENT",
             };
-            err(code, &notice.message)
+            err(code, &printable(&notice.message))
         }
-        server_event::Event::GoingAway(away) => format!("* server going away: {}", away.reason),
+        server_event::Event::GoingAway(away) => {
+            format!("* server going away: {}", printable(&away.reason))
+        }
         _ => return Next::Continue,
     };
     reply(sink, &line).await

@@ -10,6 +10,8 @@ use quartet_proto::database::v1::{
     UpdatePersonRequest,
 };
 
+use quartet_text::printable;
+
 use super::split_command;
 use crate::{
     ordered::{Access, Call, CallProtocol},
@@ -112,8 +114,15 @@ pub fn parse(line: &str) -> Result<Command, Reply> {
     }
 }
 
+/// `<id> <version> <name>`, escaped: a name is someone else's words, and a
+/// line break in one would desynchronise a `LIST` answer.
 fn person_line(person: &Person) -> String {
-    format!("{} {} {}", person.id, person.version, person.name)
+    format!(
+        "{} {} {}",
+        printable(&person.id),
+        person.version,
+        printable(&person.name)
+    )
 }
 
 fn named(id: String, name: String) -> Person {

@@ -8,6 +8,8 @@ use quartet_proto::weather::v1::{
     GetReadingRequest, ListStationsRequest, Measurement, Metric, Reading,
 };
 
+use quartet_text::printable;
+
 use super::split_command;
 use crate::{
     ordered::{Access, Call, CallProtocol},
@@ -145,10 +147,9 @@ pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &st
             match weather.list_stations(request).await {
                 Ok(list) => Reply::counted(
                     "",
-                    list.into_inner()
-                        .stations
-                        .iter()
-                        .map(|station| format!("{} {}", station.id, station.name)),
+                    list.into_inner().stations.iter().map(|station| {
+                        format!("{} {}", printable(&station.id), printable(&station.name))
+                    }),
                 ),
                 Err(status) => failed(&status),
             }

@@ -26,6 +26,8 @@ pub struct Services {
     pub chat: RunningServer,
     /// The transform server's metrics registry.
     pub transform_metrics: quartet_runtime::Metrics,
+    /// The chat server's backplane, to say what the service itself would refuse.
+    pub chat_backplane: Arc<quartet_chat::LocalBackplane>,
     _data: tempfile::TempDir,
 }
 
@@ -58,6 +60,7 @@ impl Services {
         .unwrap();
         let chat_config = quartet_chat::ChatConfig::default();
         let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
+        let chat_backplane = Arc::new(quartet_chat::LocalBackplane::new(hub));
         let transform_options = ServerOptions::default();
         Self {
             transform_metrics: transform_options.metrics.clone(),
@@ -85,9 +88,10 @@ impl Services {
                 ServerOptions::default(),
                 Shutdown::new(),
                 chat_config,
-                Arc::new(quartet_chat::LocalBackplane::new(hub)),
+                chat_backplane.clone(),
             ))
             .await,
+            chat_backplane,
             _data: data,
         }
     }
