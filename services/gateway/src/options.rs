@@ -120,6 +120,11 @@ pub struct GatewayOptions {
     #[arg(long, env = "QUARTET_MAX_UDP_SESSIONS", default_value_t = 4096)]
     pub max_udp_sessions: usize,
 
+    /// With every UDP session slot taken, a session whose sender has sent
+    /// nothing for this long gives its slot to a new sender.
+    #[arg(long, env = "QUARTET_UDP_RECLAIM_AFTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub udp_reclaim_after: Duration,
+
     /// Requests one connection may have in flight upstream at once; pipelined
     /// requests beyond it wait to be read.
     #[arg(long, env = "QUARTET_MAX_PIPELINED", default_value_t = 64)]
@@ -159,6 +164,7 @@ impl Default for GatewayOptions {
             idle_timeout: Duration::from_secs(300),
             max_connections: 16_384,
             max_udp_sessions: 4096,
+            udp_reclaim_after: Duration::from_secs(30),
             max_pipelined: 64,
             max_idle_streams: 256,
             workers: None,

@@ -235,6 +235,7 @@ impl BoundGateway {
                 max_line_bytes: gateway.options.max_line_bytes,
                 idle: gateway.options.idle_timeout,
                 max_sessions: gateway.options.max_udp_sessions,
+                reclaim_after: gateway.options.udp_reclaim_after,
             };
             let gauge = gateway
                 .connections

@@ -8,9 +8,8 @@ mod harness;
 
 use std::fmt::Write as _;
 
-use harness::{DEADLINE, LineClient, Services, gateway};
+use harness::{LineClient, Services, UdpUser, gateway};
 use quartet_gateway::{GatewayOptions, Protocol};
-use tokio::{net::UdpSocket, time::timeout};
 
 #[tokio::test]
 async fn transform_commands_answer_with_the_transformed_text() {
@@ -216,34 +215,25 @@ async fn two_telnet_users_chat_in_one_room_and_bye_leaves() {
 async fn a_udp_user_and_a_tcp_user_share_a_room() {
     let services = Services::start().await;
     let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    udp.connect(gateway.address(Protocol::ChatUdp).unwrap())
-        .await
-        .unwrap();
-    let mut buffer = vec![0; 2048];
-    let mut receive = async || {
-        let len = timeout(DEADLINE, udp.recv(&mut buffer))
-            .await
-            .unwrap()
-            .unwrap();
-        String::from_utf8(buffer[..len].to_vec()).unwrap()
-    };
+    let mut uma = UdpUser::new(&gateway).await;
 
-    udp.send(b"NICK uma\n").await.unwrap();
-    assert_eq!(receive().await, "OK nick uma");
-    udp.send(b"JOIN plaza").await.unwrap();
-    assert_eq!(receive().await, "OK joined plaza as uma; here: uma");
+    // The first datagram is answered with a cookie; echoing it starts the
+    // session with that first line.
+    uma.start("NICK uma\n").await;
+    assert_eq!(uma.recv().await, "OK nick uma");
+    uma.send("JOIN plaza").await;
+    assert_eq!(uma.recv().await, "OK joined plaza as uma; here: uma");
 
     let mut tito = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
     tito.ask("NICK tito").await;
     tito.ask("JOIN plaza").await;
-    assert_eq!(receive().await, "* tito joined");
+    assert_eq!(uma.recv().await, "* tito joined");
     tito.send("hola uma").await;
-    assert_eq!(receive().await, "tito hola uma");
-    udp.send(b"hola tito\r\n").await.unwrap();
+    assert_eq!(uma.recv().await, "tito hola uma");
+    uma.send("hola tito\r\n").await;
     assert_eq!(tito.line().await, "uma hola tito");
-    udp.send(b"bye").await.unwrap();
-    assert_eq!(receive().await, "OK bye");
+    uma.send("bye").await;
+    assert_eq!(uma.recv().await, "OK bye");
     assert_eq!(tito.line().await, "* uma left");
     gateway.stop().await;
 }

@@ -207,3 +207,50 @@ impl LineClient {
         self.line().await
     }
 }
+
+/// A `nc -u`-like user of the UDP chat port.
+pub struct UdpUser {
+    pub socket: tokio::net::UdpSocket,
+    buffer: Vec<u8>,
+}
+
+impl UdpUser {
+    /// A socket of its own, connected to the gateway's UDP chat port.
+    pub async fn new(gateway: &RunningGateway) -> Self {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .connect(gateway.address(Protocol::ChatUdp).unwrap())
+            .await
+            .unwrap();
+        Self {
+            socket,
+            buffer: vec![0; 70_000],
+        }
+    }
+
+    pub async fn send(&self, datagram: &str) {
+        self.socket.send(datagram.as_bytes()).await.unwrap();
+    }
+
+    /// The next datagram, as text.
+    pub async fn recv(&mut self) -> String {
+        let len = timeout(DEADLINE, self.socket.recv(&mut self.buffer))
+            .await
+            .expect("no datagram in time")
+            .unwrap();
+        String::from_utf8(self.buffer[..len].to_vec()).unwrap()
+    }
+
+    /// Sends `first`, expects the cookie challenge, echoes it and expects
+    /// `OK cookie`: from then on the session is open and `first` is read.
+    pub async fn start(&mut self, first: &str) {
+        self.send(first).await;
+        let challenge = self.recv().await;
+        let cookie = challenge
+            .strip_prefix("COOKIE ")
+            .unwrap_or_else(|| panic!("expected a cookie, got {challenge:?}"))
+            .to_owned();
+        self.send(&format!("COOKIE {cookie}")).await;
+        assert_eq!(self.recv().await, "OK cookie");
+    }
+}
