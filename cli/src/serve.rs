@@ -145,8 +145,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let gateway = if args.wants(Service::Gateway) {
         let upstreams = gateway_upstreams(&bound);
+        let options = GatewayOptions {
+            max_connections: args.server.limits.max_connections,
+            ..args.gateway.clone()
+        };
         let gateway = Gateway::new(
-            args.gateway.clone(),
+            options,
             upstreams,
             shutdown.clone(),
             args.server.shutdown.clone(),

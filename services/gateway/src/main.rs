@@ -30,8 +30,12 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&args.telemetry, "quartet-gateway", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
     args.server.start_metrics(&shutdown).await?;
+    let options = GatewayOptions {
+        max_connections: args.server.limits.max_connections,
+        ..args.gateway
+    };
     let gateway = Gateway::new(
-        args.gateway,
+        options,
         args.upstreams,
         shutdown.clone(),
         args.server.shutdown.clone(),

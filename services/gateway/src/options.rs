@@ -111,9 +111,11 @@ pub struct GatewayOptions {
     #[arg(long, env = "QUARTET_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// TCP connections open at once across every listener; more are refused
-    /// with one `ERR` line.
-    #[arg(long, env = "QUARTET_MAX_CONNECTIONS", default_value_t = 16_384)]
+    /// TCP connections open at once across every text listener; more are
+    /// refused with one `ERR` line. Not a flag of its own: binaries copy the
+    /// runtime's `--max-connections` here, so one flag caps the process (two
+    /// flags of that name would collide).
+    #[arg(skip = 16_384_usize)]
     pub max_connections: usize,
 
     /// UDP chat sessions (sender addresses) at once.

@@ -58,6 +58,19 @@ pub struct Limits {
     /// cut (long streams resume on a new connection).
     #[arg(long, env = "QUARTET_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub max_connection_age_grace: Duration,
+
+    /// Longest a new connection may take to start speaking HTTP/2 (the client
+    /// preface), its TLS handshake included; it is closed after that, so
+    /// clients that connect and stay silent cannot pile up sockets and memory.
+    #[arg(long, env = "QUARTET_HTTP2_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub http2_handshake_timeout: Duration,
+
+    /// Connections open at once on each listener, those still in their
+    /// handshake included; one more is accepted and closed at once (a warning
+    /// is logged at most every 10s), so a flood cannot exhaust file
+    /// descriptors. Open connections and their calls carry on.
+    #[arg(long, env = "QUARTET_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +85,8 @@ impl Default for Limits {
             max_header_list_bytes: 16 * 1024,
             max_connection_age: None,
             max_connection_age_grace: Duration::from_secs(30),
+            http2_handshake_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
         }
     }
 }
@@ -154,7 +169,8 @@ impl Default for ServerOptions {
     }
 }
 
-/// A positive duration (a zero reload interval would spin).
+/// A positive duration (a zero reload interval would spin; a zero handshake
+/// timeout would close every connection).
 fn parse_interval(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(interval) if interval.is_zero() => Err("must be longer than zero".into()),
@@ -223,6 +239,17 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.options.limits.request_timeout.as_millis(), 1500);
         assert_eq!(parsed.options.shutdown.drain_timeout.as_secs(), 60);
+    }
+
+    #[test]
+    fn a_zero_handshake_timeout_or_connection_cap_is_a_usage_error() {
+        for (flag, value) in [
+            ("--http2-handshake-timeout", "0s"),
+            ("--max-connections", "0"),
+        ] {
+            let error = Cli::try_parse_from(["server", flag, value]).err().unwrap();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   services watch to close long-lived streams.
 //! - [`health`]: `grpc.health.v1.Health`, overall and per service.
 //! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
-//! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates).
+//! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates),
+//!   under the connection cap and the handshake deadline.
 //! - The tower layers every call passes through, outermost first:
 //!   [`call_trace`] (span, status, latency, and the [`metrics`]), [`auth`]
 //!   (UNAUTHENTICATED without a valid bearer token), [`overload`]

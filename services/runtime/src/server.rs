@@ -9,7 +9,6 @@ use std::{
 };
 
 use tokio::{net::TcpListener, task::JoinHandle, time::sleep};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder, transport::Server};
 use tower_service::Service;
@@ -295,7 +294,7 @@ impl BoundServer {
             .auth
             .tokens(options.reload_interval, reloaders.clone())?;
         let secure = if tls.is_some() { "tls" } else { "plaintext" };
-        let incoming = accept::incoming(listener, tls);
+        let incoming = accept::incoming(listener, tls, limits);
         let router = http2_server(limits)
             .layer(CallTraceLayer::new(options.metrics.clone()))
             .layer(BearerAuthLayer::new(tokens))
@@ -329,9 +328,12 @@ impl BoundServer {
             let drain = shutdown.drain_signal();
             http2_server(limits)
                 .add_service(health.service(drain.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    drain.draining().await;
-                })
+                .serve_with_incoming_shutdown(
+                    accept::incoming(listener, None, limits),
+                    async move {
+                        drain.draining().await;
+                    },
+                )
         });
 
         health.set_all(ServingStatus::Serving);
