@@ -318,7 +318,13 @@ async fn join(
     client: &ClientOptions,
     progress: &Progress,
 ) -> Result<(mpsc::Sender<ClientEvent>, Streaming<ServerEvent>), Status> {
-    let channel = connect(&client.chat_addr, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        &client.chat_addr,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let (outbox, outgoing) = mpsc::channel(OUTBOX);
     let join = ClientEvent {
         event: Some(client_event::Event::Join(Join {

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 
 use crate::{
     bench, chat,
-    connect::{Credentials, parse_address},
+    connect::{Credentials, Resolution, parse_address},
     db, health,
     output::OutputFormat,
     serve, transform, weather,
@@ -44,6 +44,10 @@ pub(crate) struct ClientOptions {
 
     #[command(flatten)]
     pub(crate) credentials: Credentials,
+
+    /// How dns:/// addresses are kept current.
+    #[command(flatten)]
+    pub(crate) resolution: Resolution,
 
     /// Address of the people database.
     #[arg(long, global = true, env = "QUARTET_DATABASE_ADDR", default_value = "http://127.0.0.1:50052", value_parser = parse_address)]

@@ -23,7 +23,7 @@ use tracing::warn;
 
 use crate::{
     cli::ClientOptions,
-    connect::{Connection, connect},
+    connect::{Connection, connect, retry_read},
     failure::CALL_FAILED,
     output::{OutputFormat, Printer},
     table::Table,
@@ -198,8 +198,30 @@ fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     request
 }
 
+/// One person, with one more try on another endpoint if the first was
+/// unavailable (a read changes nothing).
+async fn get_person(
+    people: &PeopleServiceClient<Connection>,
+    id: &str,
+    timeout: Duration,
+) -> Result<Person, tonic::Status> {
+    let person = retry_read(|| {
+        let mut people = people.clone();
+        let request = with_timeout(GetPersonRequest { id: id.to_owned() }, timeout);
+        async move { people.get_person(request).await }
+    })
+    .await?;
+    Ok(person.into_inner())
+}
+
 pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(&client.database_addr, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        &client.database_addr,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let mut people = PeopleServiceClient::new(channel);
     let timeout = client.timeout;
     let format = client.output;
@@ -217,21 +239,14 @@ pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<
                 age,
                 ..Person::default()
             };
-            let created = people
-                .create_person(with_timeout(
-                    CreatePersonRequest {
-                        person: Some(person),
-                    },
-                    timeout,
-                ))
-                .await?;
+            let request = CreatePersonRequest {
+                person: Some(person),
+            };
+            let created = people.create_person(with_timeout(request, timeout)).await?;
             print_people(format, &[created.into_inner()])?;
         }
         DbCommand::Get { id } => {
-            let person = people
-                .get_person(with_timeout(GetPersonRequest { id }, timeout))
-                .await?;
-            print_people(format, &[person.into_inner()])?;
+            print_people(format, &[get_person(&people, &id, timeout).await?])?;
         }
         DbCommand::Update {
             id,
@@ -313,10 +328,13 @@ async fn list(
             page_token: token,
             id_prefix: prefix.clone(),
         };
-        let page = people
-            .list_people(with_timeout(request, timeout))
-            .await?
-            .into_inner();
+        let page = retry_read(|| {
+            let mut people = people.clone();
+            let request = with_timeout(request.clone(), timeout);
+            async move { people.list_people(request).await }
+        })
+        .await?
+        .into_inner();
         found.extend(page.people);
         if page.next_page_token.is_empty() {
             break;

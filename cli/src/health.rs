@@ -159,7 +159,14 @@ pub(crate) async fn run(client: &ClientOptions, args: HealthArgs) -> anyhow::Res
 
 /// Checks one target: its exit code and what to print as its status.
 async fn check(client: &ClientOptions, target: &Target) -> (u8, String) {
-    let channel = match connect(&target.address, client.timeout, &client.credentials).await {
+    let channel = match connect(
+        &target.address,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await
+    {
         Ok(channel) => channel,
         Err(status) => {
             return (

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     cli::ClientOptions,
-    connect::{Connection, connect},
+    connect::{Connection, connect, retry_read},
     output::Printer,
 };
 
@@ -61,19 +61,31 @@ struct Answer<'a> {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: TransformArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(&client.transform_addr, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        &client.transform_addr,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let mut service = TransformServiceClient::new(channel);
     let printer = Printer::new(client.output);
     let operation = ProtoOperation::from(args.operation);
     if args.text.is_empty() {
         transform_stdin(&mut service, operation, &printer).await?;
     } else {
-        let mut request = tonic::Request::new(TransformRequest {
+        let message = TransformRequest {
             operation: operation.into(),
             text: args.text.join(" "),
-        });
-        request.set_timeout(client.timeout);
-        let answer = service.transform(request).await?.into_inner();
+        };
+        let answer = retry_read(|| {
+            let mut service = service.clone();
+            let mut request = tonic::Request::new(message.clone());
+            request.set_timeout(client.timeout);
+            async move { service.transform(request).await }
+        })
+        .await?
+        .into_inner();
         print_answer(&printer, &answer.text)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use tonic::{Code, Status};
 
 use crate::{
     cli::ClientOptions,
-    connect::{Connection, connect},
+    connect::{Connection, connect, retry_read},
     failure::UsageError,
     output::{Printer, notice},
 };
@@ -136,9 +136,14 @@ async fn list_stations(
     service: &mut WeatherServiceClient<Connection>,
     timeout: Duration,
 ) -> Result<Vec<pb::Station>, Status> {
-    let mut request = tonic::Request::new(ListStationsRequest {});
-    request.set_timeout(timeout);
-    Ok(service.list_stations(request).await?.into_inner().stations)
+    let answer = retry_read(|| {
+        let mut service = service.clone();
+        let mut request = tonic::Request::new(ListStationsRequest {});
+        request.set_timeout(timeout);
+        async move { service.list_stations(request).await }
+    })
+    .await?;
+    Ok(answer.into_inner().stations)
 }
 
 #[derive(Serialize)]
@@ -153,7 +158,13 @@ struct StationJson<'a> {
 }
 
 async fn stations(client: &ClientOptions, printer: &Printer) -> anyhow::Result<()> {
-    let channel = connect(&client.weather_addr, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        &client.weather_addr,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let stations = list_stations(&mut WeatherServiceClient::new(channel), client.timeout).await?;
     let id_width = column_width(stations.iter().map(|station| station.id.as_str()), "ID");
     let name_width = column_width(stations.iter().map(|station| station.name.as_str()), "NAME");
@@ -238,18 +249,30 @@ async fn get(
     metrics: &MetricArgs,
     at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let channel = connect(&client.weather_addr, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        &client.weather_addr,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let mut service = WeatherServiceClient::new(channel);
     let stations = list_stations(&mut service, client.timeout).await?;
     let zone = zone_of(&stations, &station);
     let at = at.map(|text| parse_time(text, &zone)).transpose()?;
-    let mut request = tonic::Request::new(GetReadingRequest {
+    let message = GetReadingRequest {
         station_id: station,
         metrics: metrics.to_proto(),
         at: at.map(to_proto_time),
-    });
-    request.set_timeout(client.timeout);
-    let reading = service.get_reading(request).await?.into_inner();
+    };
+    let reading = retry_read(|| {
+        let mut service = service.clone();
+        let mut request = tonic::Request::new(message.clone());
+        request.set_timeout(client.timeout);
+        async move { service.get_reading(request).await }
+    })
+    .await?
+    .into_inner();
     let name = stations
         .iter()
         .find(|candidate| candidate.id == reading.station_id)
@@ -436,7 +459,13 @@ async fn watch(
     count: Option<u64>,
 ) -> anyhow::Result<()> {
     let address = &client.weather_addr;
-    let channel = connect(address, client.timeout, &client.credentials).await?;
+    let channel = connect(
+        address,
+        client.timeout,
+        &client.credentials,
+        &client.resolution,
+    )
+    .await?;
     let mut service = WeatherServiceClient::new(channel);
     let stations = list_stations(&mut service, client.timeout).await?;
     let zone = zone_of(&stations, &request.station_id);
@@ -446,7 +475,14 @@ async fn watch(
     let mut service = Some(service);
     loop {
         let Some(mut current) = service.take() else {
-            match connect(address, client.timeout, &client.credentials).await {
+            match connect(
+                address,
+                client.timeout,
+                &client.credentials,
+                &client.resolution,
+            )
+            .await
+            {
                 Ok(channel) => service = Some(WeatherServiceClient::new(channel)),
                 Err(status) => wait_to_resume(&status, &mut backoff).await,
             }

@@ -197,7 +197,15 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     let mut channels = Vec::with_capacity(args.connections);
     if args.scenario != Scenario::TextTransform {
         for _ in 0..args.connections {
-            channels.push(connect(address, client.timeout, &client.credentials).await?);
+            channels.push(
+                connect(
+                    address,
+                    client.timeout,
+                    &client.credentials,
+                    &client.resolution,
+                )
+                .await?,
+            );
         }
     }
     let shared = caller::prepare(args.scenario, channels.first().cloned()).await?;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::Args;
-use quartet_runtime::client::{Credentials, parse_address};
+use quartet_runtime::client::{Credentials, Resolution, parse_address};
 
 /// Where a listener listens, or that it does not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +213,8 @@ impl GatewayOptions {
 /// Where the gRPC services are, and how to authenticate to them.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct UpstreamOptions {
-    /// The transform service.
+    /// The transform service: a URL, a comma-separated list of URLs, or
+    /// dns:///host:port (every address of the name; calls are balanced).
     #[arg(long, env = "QUARTET_TRANSFORM_ADDR", default_value = "http://127.0.0.1:50051", value_parser = parse_address)]
     pub transform_addr: String,
 
@@ -232,6 +233,10 @@ pub struct UpstreamOptions {
     /// TLS and token for the upstream calls.
     #[command(flatten)]
     pub credentials: Credentials,
+
+    /// How dns:/// upstream addresses are kept current.
+    #[command(flatten)]
+    pub resolution: Resolution,
 }
 
 impl Default for UpstreamOptions {
@@ -242,6 +247,7 @@ impl Default for UpstreamOptions {
             weather_addr: "http://127.0.0.1:50053".into(),
             chat_addr: "http://127.0.0.1:50054".into(),
             credentials: Credentials::default(),
+            resolution: Resolution::default(),
         }
     }
 }

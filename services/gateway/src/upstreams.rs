@@ -30,7 +30,9 @@ impl Upstreams {
     /// Clients of the services at `options`' addresses; nothing connects until
     /// the first call.
     pub fn new(options: &UpstreamOptions, timeout: Duration) -> Result<Self, Status> {
-        let connect = |address: &str| connect_lazy(address, timeout, &options.credentials);
+        let connect = |address: &str| {
+            connect_lazy(address, timeout, &options.credentials, &options.resolution)
+        };
         Ok(Self {
             transform: TransformServiceClient::new(connect(&options.transform_addr)?),
             people: PeopleServiceClient::new(connect(&options.database_addr)?),

@@ -6,6 +6,7 @@ use std::{
     convert::Infallible,
     io::{self, Write as _},
     net::SocketAddr,
+    time::Duration,
 };
 
 use tokio::{net::TcpListener, task::JoinHandle, time::sleep};
@@ -166,7 +167,7 @@ fn http2_server(limits: &crate::Limits) -> Server {
     let mut builder = Server::builder();
     if let Some(age) = limits.max_connection_age {
         builder = builder
-            .max_connection_age(age)
+            .max_connection_age(jittered(age))
             .max_connection_age_grace(limits.max_connection_age_grace);
     }
     builder
@@ -176,6 +177,19 @@ fn http2_server(limits: &crate::Limits) -> Server {
         .http2_max_header_list_size(limits.max_header_list_bytes)
         .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
         .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
+}
+
+/// `age` moved by up to 10% either way, drawn once per server: replicas
+/// started together (a rollout) then do not close their connections, and
+/// send every client reconnecting, all at the same moment.
+fn jittered(age: Duration) -> Duration {
+    let mut noise = [0_u8; 2];
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise).is_err() {
+        return age;
+    }
+    // A factor in [0.9, 1.1].
+    let factor = 0.9 + 0.2 * f64::from(u16::from_le_bytes(noise)) / f64::from(u16::MAX);
+    age.mul_f64(factor)
 }
 
 /// A server whose port is bound, ready to serve.
@@ -419,5 +433,25 @@ impl RunningServer {
     pub async fn stop(self) -> Result<(), ServeError> {
         self.shutdown.request();
         self.stopped().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::jittered;
+
+    #[test]
+    fn connection_age_is_moved_by_at_most_a_tenth() {
+        let age = Duration::from_secs(300);
+        let ages: Vec<Duration> = (0..200).map(|_| jittered(age)).collect();
+        assert!(ages.iter().all(|jittered| {
+            (Duration::from_secs(270)..=Duration::from_secs(330)).contains(jittered)
+        }));
+        assert!(
+            ages.iter().any(|jittered| *jittered != ages[0]),
+            "it varies"
+        );
     }
 }

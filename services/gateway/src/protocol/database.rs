@@ -10,6 +10,7 @@ use quartet_proto::database::v1::{
     UpdatePersonRequest,
 };
 
+use quartet_runtime::client::retry_read;
 use quartet_text::printable;
 
 use super::split_command;
@@ -151,10 +152,14 @@ pub async fn apply(command: Command, upstreams: &Upstreams) -> Reply {
             });
             person_reply(people.create_person(request).await)
         }
+        // Reads get one more try on another endpoint; writes never do.
         Command::Get { id } => person_reply(
-            people
-                .get_person(upstreams.request(GetPersonRequest { id }))
-                .await,
+            retry_read(|| {
+                let mut people = people.clone();
+                let request = upstreams.request(GetPersonRequest { id: id.clone() });
+                async move { people.get_person(request).await }
+            })
+            .await,
         ),
         Command::Update { id, name } => {
             let request = upstreams.request(UpdatePersonRequest {
@@ -177,12 +182,18 @@ pub async fn apply(command: Command, upstreams: &Upstreams) -> Reply {
             }
         }
         Command::List { prefix } => {
-            let request = upstreams.request(ListPeopleRequest {
+            let list = ListPeopleRequest {
                 page_size: LIST_LIMIT,
                 page_token: String::new(),
                 id_prefix: prefix,
-            });
-            match people.list_people(request).await {
+            };
+            let answer = retry_read(|| {
+                let mut people = people.clone();
+                let request = upstreams.request(list.clone());
+                async move { people.list_people(request).await }
+            })
+            .await;
+            match answer {
                 Ok(page) => {
                     let page = page.into_inner();
                     let more = if page.next_page_token.is_empty() {

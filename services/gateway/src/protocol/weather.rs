@@ -8,6 +8,8 @@ use quartet_proto::weather::v1::{
     GetReadingRequest, ListStationsRequest, Measurement, Metric, Reading,
 };
 
+use quartet_proto::weather::v1::weather_service_client::WeatherServiceClient;
+use quartet_runtime::client::{Connection, retry_read};
 use quartet_text::printable;
 
 use super::split_command;
@@ -98,19 +100,34 @@ fn pick(reading: &Reading, metric: Metric) -> (Option<&Measurement>, &'static st
     }
 }
 
+/// A reading, with one more try on another endpoint if the first was
+/// unavailable (a read changes nothing).
+async fn get_reading(
+    weather: &WeatherServiceClient<Connection>,
+    upstreams: &Upstreams,
+    read: &GetReadingRequest,
+) -> Result<tonic::Response<Reading>, tonic::Status> {
+    retry_read(|| {
+        let mut weather = weather.clone();
+        let request = upstreams.request(read.clone());
+        async move { weather.get_reading(request).await }
+    })
+    .await
+}
+
 /// Calls the weather service for `command` and formats its answer.
 pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &str) -> Reply {
-    let mut weather = upstreams.weather.clone();
+    let weather = upstreams.weather.clone();
     let or_default = |station: Option<String>| station.unwrap_or_else(|| default_station.into());
     match command {
         Command::One { metric, station } => {
             let station = or_default(station);
-            let request = upstreams.request(GetReadingRequest {
+            let read = GetReadingRequest {
                 station_id: station.clone(),
                 metrics: vec![metric.into()],
                 at: None,
-            });
-            match weather.get_reading(request).await {
+            };
+            match get_reading(&weather, upstreams, &read).await {
                 Ok(reading) => match pick(&reading.into_inner(), metric) {
                     (Some(value), _) => Reply::line(format!("{:.1}", value.value)),
                     (None, name) => Reply::line(err(
@@ -122,12 +139,12 @@ pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &st
             }
         }
         Command::All { station } => {
-            let request = upstreams.request(GetReadingRequest {
+            let read = GetReadingRequest {
                 station_id: or_default(station),
                 metrics: Vec::new(),
                 at: None,
-            });
-            match weather.get_reading(request).await {
+            };
+            match get_reading(&weather, upstreams, &read).await {
                 Ok(reading) => {
                     let reading = reading.into_inner();
                     let value = |measurement| number(measurement).unwrap_or_else(|| "-".into());
@@ -143,8 +160,13 @@ pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &st
             }
         }
         Command::Stations => {
-            let request = upstreams.request(ListStationsRequest {});
-            match weather.list_stations(request).await {
+            let stations = retry_read(|| {
+                let mut weather = weather.clone();
+                let request = upstreams.request(ListStationsRequest {});
+                async move { weather.list_stations(request).await }
+            })
+            .await;
+            match stations {
                 Ok(list) => Reply::counted(
                     "",
                     list.into_inner().stations.iter().map(|station| {
