@@ -103,7 +103,7 @@ impl Cli {
             Command::Weather(args) => weather::run(&self.client, args).await,
             Command::Chat(args) => chat::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
-            Command::Serve(args) => serve::run(*args).await,
+            Command::Serve(args) => serve::run(&self.client, *args).await,
             Command::Bench(args) => bench::run(&self.client, args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(

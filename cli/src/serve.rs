@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::failure::UsageError;
+use crate::{cli::ClientOptions, failure::UsageError};
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions};
@@ -92,7 +92,7 @@ impl ServeArgs {
     }
 }
 
-pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.server.health_listen.is_some() {
         return Err(UsageError(
             "--health-listen serves one server's health; run the service's own binary for it"
@@ -144,7 +144,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let gateway = if args.wants(Service::Gateway) {
-        let upstreams = gateway_upstreams(&bound);
+        let upstreams = gateway_upstreams(&bound, client);
         let options = GatewayOptions {
             max_connections: args.server.limits.max_connections,
             ..args.gateway.clone()
@@ -189,9 +189,17 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The gateway calls the services running here at their bound addresses, and
-/// any other at its default local address.
-fn gateway_upstreams(bound: &[BoundServer]) -> UpstreamOptions {
-    let mut upstreams = UpstreamOptions::default();
+/// any other where the global `--<service>-addr` flags say (a list, or a
+/// `dns:///` name, spreads its calls), with the global credentials.
+fn gateway_upstreams(bound: &[BoundServer], client: &ClientOptions) -> UpstreamOptions {
+    let mut upstreams = UpstreamOptions {
+        transform_addr: client.transform_addr.clone(),
+        database_addr: client.database_addr.clone(),
+        weather_addr: client.weather_addr.clone(),
+        chat_addr: client.chat_addr.clone(),
+        credentials: client.credentials.clone(),
+        resolution: client.resolution.clone(),
+    };
     for server in bound {
         let mut addr = server.local_addr();
         if addr.ip().is_unspecified() {

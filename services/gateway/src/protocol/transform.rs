@@ -27,13 +27,13 @@ use quartet_proto::transform::v1::{
     Operation, TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
 };
-use quartet_runtime::client::Connection;
+use quartet_runtime::client::{Connection, is_connection_failure};
 use tokio::{
     sync::mpsc,
     time::{Instant, Sleep, sleep_until},
 };
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Response, Status, Streaming};
+use tonic::{Response, Status, Streaming};
 
 use super::split_command;
 use crate::{
@@ -263,12 +263,13 @@ impl TransformSession {
     }
 
     /// The stream failed with `status` before answering the oldest request.
-    /// That request gets the error when the error is its own (anything but
-    /// UNAVAILABLE) or it was sent enough times; every other request is sent
-    /// again on a new stream, unless it too has been sent enough times.
+    /// That request gets the error when the error is its own (not a failure
+    /// of the endpoint or the connection) or it was sent enough times; every
+    /// other request is sent again on a new stream, unless it too has been
+    /// sent enough times.
     fn stream_failed(&mut self, status: &Status) {
         self.stream = None;
-        let retry = status.code() == Code::Unavailable;
+        let retry = is_connection_failure(status);
         for (position, slot) in self.slots.iter_mut().enumerate() {
             let Slot::Sent { sends, .. } = slot else {
                 continue;

@@ -289,8 +289,20 @@ where
     Fut: Future<Output = Result<T, Status>>,
 {
     match call().await {
-        Err(status) if status.code() == Code::Unavailable => call().await,
+        Err(status) if is_connection_failure(&status) => call().await,
         answer => answer,
+    }
+}
+
+/// Whether a call failed because of its endpoint or the connection to it,
+/// not because of what it asked: UNAVAILABLE, or an UNKNOWN or INTERNAL that
+/// this client made from a transport error (a connection reset mid-call, an
+/// HTTP/2 protocol error). A status the server sent carries no source error.
+pub fn is_connection_failure(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Internal => std::error::Error::source(status).is_some(),
+        _ => false,
     }
 }
 
