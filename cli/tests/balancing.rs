@@ -100,7 +100,6 @@ async fn transform_lines(
             .unwrap()
             .unwrap();
         if answer != format!("C{tag}L{line}") {
-            eprintln!("c{tag}l{line}: {answer}");
             failed += 1;
         }
         answered.fetch_add(1, Ordering::Relaxed);
@@ -153,6 +152,51 @@ async fn ask(addr: &str, line: &str) -> String {
         .unwrap()
 }
 
+/// The gateway, given both lists, re-resolving every [`INTERVAL`].
+async fn gateway(transforms: &[String], databases: &[String]) -> ServerProcess {
+    let mut gateway = quartet();
+    gateway
+        .args(["--transform-addr", &transforms.join(",")])
+        .args(["--database-addr", &databases.join(",")])
+        .args(["--resolve-interval", "1s"])
+        .args(["serve", "gateway"])
+        .args(["--transform-text-listen", "127.0.0.1:0"])
+        .args(["--database-text-listen", "127.0.0.1:0"])
+        .args(["--weather-text-listen", "off", "--chat-text-listen", "off"])
+        .args(["--chat-udp-listen", "off"]);
+    ServerProcess::start(gateway, &["gateway transform", "gateway database"])
+        .await
+        .unwrap()
+}
+
+/// Writes through the gateway are read back through it, each call going to
+/// either database replica: both serve the same people.
+async fn both_databases_serve_one_store(gateway: &ServerProcess, databases: &[ServerProcess]) {
+    let db = gateway.addr("gateway database").unwrap().to_owned();
+    for i in 0..20 {
+        assert_eq!(
+            ask(&db, &format!("ALTA b{i} Bea")).await,
+            format!("OK b{i} 1 Bea")
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(
+            ask(&db, &format!("CONSULTA b{i}")).await,
+            format!("OK b{i} 1 Bea")
+        );
+    }
+    let mut calls = Vec::new();
+    for replica in databases {
+        calls.push(
+            calls_served(replica, "CreatePerson").await + calls_served(replica, "GetPerson").await,
+        );
+    }
+    assert!(
+        calls.iter().all(|calls| *calls >= 8.0),
+        "calls per replica, of 40: {calls:?}"
+    );
+}
+
 #[tokio::test]
 async fn calls_spread_over_every_replica_survive_a_kill_and_reach_a_newcomer() {
     let Some(schema) = TestSchema::create("balancing over replicas").await else {
@@ -182,19 +226,7 @@ async fn calls_spread_over_every_replica_survive_a_kill_and_reach_a_newcomer() {
         .map(|replica| replica.url("database").unwrap())
         .collect();
 
-    let mut gateway = quartet();
-    gateway
-        .args(["--transform-addr", &transform_list.join(",")])
-        .args(["--database-addr", &database_list.join(",")])
-        .args(["--resolve-interval", "1s"])
-        .args(["serve", "gateway"])
-        .args(["--transform-text-listen", "127.0.0.1:0"])
-        .args(["--database-text-listen", "127.0.0.1:0"])
-        .args(["--weather-text-listen", "off", "--chat-text-listen", "off"])
-        .args(["--chat-udp-listen", "off"]);
-    let gateway = ServerProcess::start(gateway, &["gateway transform", "gateway database"])
-        .await
-        .unwrap();
+    let gateway = gateway(&transform_list, &database_list).await;
     let text = gateway.addr("gateway transform").unwrap().to_owned();
 
     // 3,000 lines on 60 connections: each connection's lines ride one stream,
@@ -244,31 +276,7 @@ async fn calls_spread_over_every_replica_survive_a_kill_and_reach_a_newcomer() {
         started.elapsed()
     );
 
-    // Both database replicas serve the same people: a write through one is
-    // read through the other.
-    let db = gateway.addr("gateway database").unwrap().to_owned();
-    for i in 0..20 {
-        assert_eq!(
-            ask(&db, &format!("ALTA b{i} Bea")).await,
-            format!("OK b{i} 1 Bea")
-        );
-    }
-    for i in 0..20 {
-        assert_eq!(
-            ask(&db, &format!("CONSULTA b{i}")).await,
-            format!("OK b{i} 1 Bea")
-        );
-    }
-    let mut database_calls = Vec::new();
-    for replica in &databases {
-        let calls =
-            calls_served(replica, "CreatePerson").await + calls_served(replica, "GetPerson").await;
-        database_calls.push(calls);
-    }
-    assert!(
-        database_calls.iter().all(|calls| *calls >= 8.0),
-        "each of 40 calls' replicas: {database_calls:?}"
-    );
+    both_databases_serve_one_store(&gateway, &databases).await;
     drop(gateway);
     drop(databases);
     schema.drop_schema().await.unwrap();
