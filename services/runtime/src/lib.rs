@@ -25,7 +25,8 @@
 //! - [`served_methods`]: the methods a server hosts, from its descriptor sets;
 //!   only they get their own metric series.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
-//! - [`reload`]: values rebuilt when their files change (certificates, tokens).
+//! - [`reload`]: values rebuilt when their files change (certificates, tokens),
+//!   keeping the last good value or failing closed when the files do not load.
 //! - [`status_names`]: canonical gRPC code names for logs and messages.
 //! - [`client`]: the client side (credentials, TLS, tokens, trace context) the
 //!   CLI and the gateway share.

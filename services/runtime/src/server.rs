@@ -299,7 +299,7 @@ impl BoundServer {
             .server_config(options.reload_interval, reloaders.clone())?;
         let tokens = options
             .auth
-            .tokens(options.reload_interval, reloaders.clone())?;
+            .tokens(options.reload_interval, reloaders.clone());
         let secure = if tls.is_some() { "tls" } else { "plaintext" };
         let incoming = accept::incoming(listener, tls);
         let router = http2_server(limits)
