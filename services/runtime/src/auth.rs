@@ -7,6 +7,12 @@
 //! about a valid token. The file holds one token per line (blank lines and `#`
 //! comments ignored) and is re-read when it changes, so tokens rotate without a
 //! restart.
+//!
+//! The file fails closed: while it is missing, unreadable or lists no token
+//! (at start too), no token is valid and every call but health is refused, so
+//! emptying or deleting the file revokes every token at the next reload. An
+//! ERROR says so once per change of the file, and the server picks the tokens
+//! up as soon as the file lists some again.
 
 use std::{
     future::{Ready, ready},
@@ -29,6 +35,9 @@ use crate::{
     reload::{LoadError, Reloading},
 };
 
+/// What a server whose token file does not load does, for its ERROR line.
+const FAILED_CLOSED: &str = "no token is valid: every call but health is refused";
+
 /// The authentication flags of a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct AuthOptions {
@@ -40,24 +49,23 @@ pub struct AuthOptions {
 
 impl AuthOptions {
     /// The accepted tokens, re-reading their file every `interval`, or `None`
-    /// when auth is off.
+    /// when auth is off. A file that does not load accepts no token.
     pub fn tokens(
         &self,
         interval: Duration,
         stop: CancellationToken,
-    ) -> Result<Option<Reloading<TokenSet>>, LoadError> {
-        let Some(path) = &self.auth_token_file else {
-            return Ok(None);
-        };
+    ) -> Option<Reloading<TokenSet>> {
+        let path = self.auth_token_file.as_ref()?;
         let name = path.display().to_string();
-        Reloading::start(
+        Some(Reloading::start_failing_closed(
             "auth tokens",
             vec![path.clone()],
             interval,
             move |files| TokenSet::parse(&files[0], &name),
+            TokenSet::none(),
+            FAILED_CLOSED,
             stop,
-        )
-        .map(Some)
+        ))
     }
 }
 
@@ -74,6 +82,14 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl TokenSet {
+    /// A set that accepts no token: what a server serves while its token file
+    /// is missing, unreadable or empty.
+    pub fn none() -> Self {
+        Self {
+            digests: Vec::new(),
+        }
+    }
+
     /// Parses a token file: one token per line; blank lines and `#` comments skipped.
     pub fn parse(file: &[u8], path: &str) -> Result<Self, LoadError> {
         let text = std::str::from_utf8(file).map_err(|_| LoadError {
@@ -194,6 +210,13 @@ mod tests {
         assert!(!tokens.allows(b"firs"));
         assert!(!tokens.allows(b""));
         assert!(TokenSet::parse(b"# nothing\n\n", "f").is_err());
+    }
+
+    #[test]
+    fn the_empty_set_accepts_nothing() {
+        let none = TokenSet::none();
+        assert!(!none.allows(b""));
+        assert!(!none.allows(b"first"));
     }
 
     #[test]

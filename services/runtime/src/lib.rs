@@ -19,11 +19,15 @@
 //! - The tower layers every call passes through, outermost first:
 //!   [`call_trace`] (span, status, latency, and the [`metrics`]), [`auth`]
 //!   (UNAUTHENTICATED without a valid bearer token), [`overload`]
-//!   (RESOURCE_EXHAUSTED past the in-flight budget), [`message_limit`]
-//!   (RESOURCE_EXHAUSTED for oversize messages), [`request_timeout`]
-//!   (DEADLINE_EXCEEDED).
+//!   (RESOURCE_EXHAUSTED past the in-flight budget), [`request_framing`]
+//!   (RESOURCE_EXHAUSTED for oversize messages, INVALID_ARGUMENT for missing
+//!   or truncated ones, and the mark of calls whose client went away),
+//!   [`request_timeout`] (DEADLINE_EXCEEDED).
+//! - [`served_methods`]: the methods a server hosts, from its descriptor sets;
+//!   only they get their own metric series.
 //! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
-//! - [`reload`]: values rebuilt when their files change (certificates, tokens).
+//! - [`reload`]: values rebuilt when their files change (certificates, tokens),
+//!   keeping the last good value or failing closed when the files do not load.
 //! - [`status_names`]: canonical gRPC code names for logs and messages.
 //! - [`client`]: the client side (credentials, TLS, tokens, trace context) the
 //!   CLI and the gateway share.
@@ -34,12 +38,13 @@ pub mod call_trace;
 pub mod client;
 pub mod config;
 pub mod health;
-pub mod message_limit;
 pub mod metrics;
 pub mod overload;
 mod reflection;
 pub mod reload;
+pub mod request_framing;
 pub mod request_timeout;
+pub mod served_methods;
 pub mod server;
 pub mod shutdown;
 pub mod status_names;

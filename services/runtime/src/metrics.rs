@@ -6,10 +6,9 @@
 //! `grpc_server_in_flight` for calls open now (streams included).
 
 use std::{
-    collections::HashMap,
     fmt,
     net::SocketAddr,
-    sync::{Arc, Mutex, OnceLock, PoisonError, RwLock},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
 };
 
 use prometheus_client::{
@@ -58,12 +57,6 @@ impl MethodLabels {
     }
 }
 
-/// Distinct request paths given their own labels; calls to further paths
-/// (which only a client probing random names sends: they are all UNIMPLEMENTED)
-/// share one `unknown` series, so such a client cannot grow memory or the
-/// scrape without bound.
-const MAX_METHODS: usize = 256;
-
 /// Number of gRPC status codes (OK = 0 to UNAUTHENTICATED = 16).
 const CODES: usize = 17;
 
@@ -80,6 +73,14 @@ pub(crate) struct MethodMetrics {
     /// `grpc_server_handled_total` by code, created on a code's first use so the
     /// scrape shows only codes that happened.
     handled: [OnceLock<Counter>; CODES],
+}
+
+impl fmt::Debug for MethodMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MethodMetrics")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MethodMetrics {
@@ -121,9 +122,8 @@ pub(crate) struct CallMetrics {
     handled: Family<HandledLabels, Counter>,
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<MethodLabels, Gauge>,
-    /// Each request path's series, resolved once.
-    methods: RwLock<HashMap<Box<str>, Arc<MethodMetrics>>>,
-    /// The series of paths past [`MAX_METHODS`].
+    /// The one series of every path no server here serves: clients choose
+    /// paths, so they must not choose labels (or the scrape's size).
     unknown: OnceLock<Arc<MethodMetrics>>,
 }
 
@@ -133,33 +133,14 @@ impl CallMetrics {
             handled: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),
-            methods: RwLock::default(),
             unknown: OnceLock::new(),
         }
     }
 
-    /// The series of calls to `path` (`/package.Service/Method`).
-    pub(crate) fn method(&self, path: &str) -> Arc<MethodMetrics> {
-        let methods = self.methods.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = methods.get(path) {
-            return found.clone();
-        }
-        let full = methods.len() >= MAX_METHODS;
-        drop(methods);
-        if full {
-            return self
-                .unknown
-                .get_or_init(|| self.resolve("/unknown/unknown"))
-                .clone();
-        }
-        let mut methods = self.methods.write().unwrap_or_else(PoisonError::into_inner);
-        methods
-            .entry(path.into())
-            .or_insert_with(|| self.resolve(path))
-            .clone()
-    }
-
-    fn resolve(&self, path: &str) -> Arc<MethodMetrics> {
+    /// The series of a served method, `path` (`/package.Service/Method`).
+    /// Only for paths a server serves ([`crate::served_methods`] resolves each
+    /// once); others count under [`Self::unknown`].
+    pub(crate) fn resolve(&self, path: &str) -> Arc<MethodMetrics> {
         let labels = MethodLabels::from_path(path);
         Arc::new(MethodMetrics {
             path: path.into(),
@@ -169,6 +150,14 @@ impl CallMetrics {
             handled: std::array::from_fn(|_| OnceLock::new()),
             labels,
         })
+    }
+
+    /// The series shared by every path no server serves, labelled
+    /// `grpc_service="unknown", grpc_method="unknown"`.
+    pub(crate) fn unknown(&self) -> Arc<MethodMetrics> {
+        self.unknown
+            .get_or_init(|| self.resolve("/unknown/unknown"))
+            .clone()
     }
 }
 
@@ -321,14 +310,14 @@ impl Metrics {
 mod tests {
     use tonic::Code;
 
-    use super::{MAX_METHODS, Metrics};
+    use super::Metrics;
 
     #[test]
     fn calls_are_counted_by_method_and_code() {
         let metrics = Metrics::new();
         let method = metrics
             .calls()
-            .method("/quartet.transform.v1.TransformService/Transform");
+            .resolve("/quartet.transform.v1.TransformService/Transform");
         method.started();
         method.finished(Code::Ok, 0.001);
         method.started();
@@ -346,22 +335,17 @@ mod tests {
     }
 
     #[test]
-    fn random_method_names_cannot_grow_the_series_without_bound() {
+    fn every_unknown_path_shares_one_series() {
         let metrics = Metrics::new();
-        for i in 0..MAX_METHODS + 100 {
-            let method = metrics.calls().method(&format!("/probe.Service{i}/Method"));
+        for _ in 0..3 {
+            let method = metrics.calls().unknown();
             method.started();
             method.finished(Code::Unimplemented, 0.0);
         }
         let text = metrics.encode();
-        let series = text
-            .lines()
-            .filter(|line| line.starts_with("grpc_server_handled_total{"))
-            .count();
-        assert_eq!(series, MAX_METHODS + 1, "{text}");
         assert!(
             text.contains(
-                r#"grpc_service="unknown",grpc_method="unknown",grpc_code="UNIMPLEMENTED"} 100"#
+                r#"grpc_server_handled_total{grpc_service="unknown",grpc_method="unknown",grpc_code="UNIMPLEMENTED"} 3"#
             ),
             "{text}"
         );

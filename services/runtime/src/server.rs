@@ -6,6 +6,7 @@ use std::{
     convert::Infallible,
     io::{self, Write as _},
     net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -21,10 +22,11 @@ use crate::{
     call_trace::CallTraceLayer,
     config::ServerOptions,
     health::{HealthRegistry, ServingStatus},
-    message_limit::MessageSizeLimitLayer,
     overload::InFlightLimitLayer,
     reflection,
+    request_framing::RequestFramingLayer,
     request_timeout::RequestTimeoutLayer,
+    served_methods::{DescriptorError, ServedMethods},
     shutdown::{DrainSignal, Shutdown},
 };
 
@@ -49,6 +51,9 @@ pub enum ServeError {
     /// The descriptor sets are inconsistent (a build problem, not a runtime one).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The descriptor sets do not describe every hosted service (a build problem).
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorError),
     /// The HTTP/2 server failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -294,6 +299,7 @@ impl BoundServer {
 
         let (reflection_v1, reflection_v1alpha) =
             reflection::services(&descriptor_sets, &service_names)?;
+        let served = Arc::new(ServedMethods::of_server(&descriptor_sets, &service_names)?);
         routes
             .add_service(health.service(shutdown.drain_signal()))
             .add_service(reflection_v1)
@@ -306,14 +312,14 @@ impl BoundServer {
             .server_config(options.reload_interval, reloaders.clone())?;
         let tokens = options
             .auth
-            .tokens(options.reload_interval, reloaders.clone())?;
+            .tokens(options.reload_interval, reloaders.clone());
         let secure = if tls.is_some() { "tls" } else { "plaintext" };
         let incoming = accept::incoming(listener, tls, limits);
         let router = http2_server(limits)
-            .layer(CallTraceLayer::new(options.metrics.clone()))
+            .layer(CallTraceLayer::new(options.metrics.clone(), served.clone()))
             .layer(BearerAuthLayer::new(tokens))
             .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
-            .layer(MessageSizeLimitLayer::new(limits.max_message_bytes))
+            .layer(RequestFramingLayer::new(limits.max_message_bytes, served))
             .layer(RequestTimeoutLayer::new(limits.request_timeout))
             .add_routes(routes.routes());
 

@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -23,7 +22,7 @@ use tonic_health::pb::{
 
 mod probe;
 
-use probe::{DEADLINE, Probe, channel, check, say, start};
+use probe::{DEADLINE, LogBuffer, Probe, channel, check, say, start};
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
@@ -280,44 +279,6 @@ async fn the_drain_timeout_cuts_streams_that_ignore_the_drain() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The listener is closed: new clients are refused, not left hanging.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-}
-
-/// Collects formatted log output for one test.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    /// Captures this thread's logs at `filter` until the guard is dropped.
-    fn capture(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
 }
 
 // One thread, so the subscriber set for this thread sees the server's tasks too.

@@ -8,9 +8,9 @@ mod probe;
 
 use std::{path::Path, time::Duration};
 
-use probe::{DEADLINE, Probe, say, start};
+use probe::{DEADLINE, LogBuffer, Probe, say, start};
 use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
-use quartet_runtime::ServerOptions;
+use quartet_runtime::{RunningServer, ServerOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -290,6 +290,142 @@ async fn bearer_tokens_guard_every_call_but_health_and_rotate_with_their_file() 
         .await
         .unwrap_err();
     assert_eq!(retired.code(), Code::Unauthenticated);
+    server.stop().await.unwrap();
+}
+
+/// Replaces `path` with `content` at once, as Kubernetes updates a mounted
+/// Secret, so the server never reads a half-written file.
+fn replace_file(path: &Path, content: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+/// A server guarding its calls with the tokens in `tokens`, re-read every 50ms.
+async fn start_with_token_file(tokens: &Path) -> (RunningServer, TransformServiceClient<Channel>) {
+    let mut options = ServerOptions::default();
+    options.auth.auth_token_file = Some(tokens.to_owned());
+    options.reload_interval = Duration::from_millis(50);
+    let server = start(options, Probe::default()).await;
+    let client = TransformServiceClient::new(probe::channel(&server).await);
+    (server, client)
+}
+
+/// Calls with `token` until it is `accepted` (or refused UNAUTHENTICATED),
+/// within the deadline: the server sees a changed file at its next reload.
+async fn until_token(client: &mut TransformServiceClient<Channel>, token: &str, accepted: bool) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match client.transform(with_token(say("x"), token)).await {
+            Ok(_) if accepted => return,
+            Err(status) if !accepted && status.code() == Code::Unauthenticated => return,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{token} was never {}",
+            if accepted { "accepted" } else { "refused" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The ERROR lines that say the token file failed closed.
+fn failed_closed(logs: &LogBuffer, tokens: &Path) -> Vec<String> {
+    logs.lines()
+        .into_iter()
+        .filter(|line| {
+            line.contains(" ERROR ")
+                && line.contains(&tokens.display().to_string())
+                && line.contains("every call but health is refused")
+        })
+        .collect()
+}
+
+async fn health_answers(server: &RunningServer) {
+    HealthClient::new(probe::channel(server).await)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn emptying_the_token_file_revokes_every_token_until_it_lists_some_again() {
+    let (logs, _guard) = LogBuffer::capture("error");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "first-token\n").unwrap();
+    let (server, mut client) = start_with_token_file(&tokens).await;
+    until_token(&mut client, "first-token", true).await;
+
+    replace_file(&tokens, "");
+    until_token(&mut client, "first-token", false).await;
+    for _ in 0..5 {
+        until_token(&mut client, "first-token", false).await;
+    }
+    health_answers(&server).await;
+    // Said once for the change, not once per refused call.
+    assert_eq!(
+        failed_closed(&logs, &tokens).len(),
+        1,
+        "{:#?}",
+        logs.lines()
+    );
+
+    replace_file(&tokens, "# rotated\nsecond-token\n");
+    until_token(&mut client, "second-token", true).await;
+    until_token(&mut client, "first-token", false).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_token_file_revokes_every_token_until_it_returns() {
+    let (logs, _guard) = LogBuffer::capture("error");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "first-token\n").unwrap();
+    let (server, mut client) = start_with_token_file(&tokens).await;
+    until_token(&mut client, "first-token", true).await;
+
+    std::fs::remove_file(&tokens).unwrap();
+    until_token(&mut client, "first-token", false).await;
+    health_answers(&server).await;
+    assert_eq!(
+        failed_closed(&logs, &tokens).len(),
+        1,
+        "{:#?}",
+        logs.lines()
+    );
+
+    replace_file(&tokens, "first-token\n");
+    until_token(&mut client, "first-token", true).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_whose_token_file_is_missing_starts_and_refuses_every_token() {
+    let (logs, _guard) = LogBuffer::capture("error");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let (server, mut client) = start_with_token_file(&tokens).await;
+
+    let refused = client
+        .transform(with_token(say("x"), "any-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    health_answers(&server).await;
+    assert_eq!(
+        failed_closed(&logs, &tokens).len(),
+        1,
+        "{:#?}",
+        logs.lines()
+    );
+
+    replace_file(&tokens, "late-token\n");
+    until_token(&mut client, "late-token", true).await;
     server.stop().await.unwrap();
 }
 

@@ -2,7 +2,11 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
 
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
@@ -128,4 +132,50 @@ pub async fn check(
     .await
     .expect("health check hung")?;
     Ok(response.into_inner().status())
+}
+
+/// Collects formatted log output for one test.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    /// Captures this thread's logs at `filter` until the guard is dropped
+    /// (tests that use it run on one thread, so the server's tasks log here too).
+    pub fn capture(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
+        // While it believes only one subscriber exists, tracing-core decides a
+        // log statement's interest from the subscriber of whichever thread
+        // reaches it first, for every thread: another test's thread (no
+        // subscriber) would switch this test's DEBUG lines off. A second,
+        // silent subscriber kept for the whole run turns that shortcut off.
+        static SILENT: OnceLock<tracing::Dispatch> = OnceLock::new();
+        SILENT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::new()));
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }

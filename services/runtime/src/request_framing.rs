@@ -1,13 +1,26 @@
-//! [`MessageSizeLimit`]: refuses a gRPC request message larger than the limit
-//! with RESOURCE_EXHAUSTED, as the gRPC spec asks, before it is buffered.
+//! [`RequestFraming`]: checks the gRPC framing of every request body as it
+//! streams through, and says what went wrong with the status the gRPC spec
+//! (or plain honesty) asks for, where tonic's own answer would mislead:
 //!
-//! tonic's own check answers OUT_OF_RANGE. This layer reads the 5-byte
-//! length prefix of each message as the request body streams through and fails
-//! the body with a RESOURCE_EXHAUSTED [`Status`] as soon as a prefix is too large;
-//! tonic hands that status to the caller unchanged.
+//! - a message declared larger than the limit: RESOURCE_EXHAUSTED, before it
+//!   is buffered (tonic's own check answers OUT_OF_RANGE);
+//! - a body that ends inside a message (its prefix promised more bytes than
+//!   came before END_STREAM): INVALID_ARGUMENT;
+//! - a unary or server-streaming call whose body ends without any message:
+//!   INVALID_ARGUMENT (tonic answers INTERNAL "Missing request message");
+//! - a body that fails because the client went away (it reset the stream, or
+//!   the connection closed): a status marked as abandoned, which the call
+//!   trace records as CANCELLED. tonic would turn the transport error into
+//!   UNKNOWN, and a reset into a clean end of the body, then INTERNAL.
+//!
+//! It reads only the 5-byte prefix of each message (a compression flag and a
+//! big-endian length) and counts payload bytes; it never buffers payload. It
+//! must be the first layer to wrap the request body, so that an error from the
+//! body it wraps is the transport's.
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -18,6 +31,14 @@ use tonic::{Status, body::Body};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::{
+    call_trace,
+    served_methods::{ServedMethod, ServedMethods},
+};
+
+/// Length of a message's prefix: the compression flag and the 4-byte length.
+const PREFIX_LEN: usize = 5;
+
 /// Tracks gRPC message boundaries across body chunks of any size.
 ///
 /// A gRPC message is a 1-byte compression flag, a 4-byte big-endian length and
@@ -25,9 +46,13 @@ use tower_service::Service;
 #[derive(Debug, Clone)]
 pub struct FrameScanner {
     limit: usize,
-    prefix: [u8; 5],
+    prefix: [u8; PREFIX_LEN],
     prefix_len: usize,
+    /// The declared length of the message being read.
+    declared: usize,
     payload_left: usize,
+    /// Messages whose prefix has been read.
+    messages: usize,
 }
 
 /// A message whose declared length is over the limit.
@@ -43,14 +68,30 @@ pub struct Oversize {
     pub starts_at: usize,
 }
 
+/// Where a body that ended in the middle of a message stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// Inside a prefix, after this many of its 5 bytes.
+    InPrefix(usize),
+    /// Inside a payload of `declared` bytes, `missing` short.
+    InPayload {
+        /// The length the prefix promised.
+        declared: usize,
+        /// The bytes that never came.
+        missing: usize,
+    },
+}
+
 impl FrameScanner {
     /// A scanner that allows messages of up to `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
-            prefix: [0; 5],
+            prefix: [0; PREFIX_LEN],
             prefix_len: 0,
+            declared: 0,
             payload_left: 0,
+            messages: 0,
         }
     }
 
@@ -65,12 +106,12 @@ impl FrameScanner {
                 continue;
             }
             let prefix_starts_at = at.saturating_sub(self.prefix_len);
-            let taken = (self.prefix.len() - self.prefix_len).min(chunk.len() - at);
+            let taken = (PREFIX_LEN - self.prefix_len).min(chunk.len() - at);
             self.prefix[self.prefix_len..self.prefix_len + taken]
                 .copy_from_slice(&chunk[at..at + taken]);
             self.prefix_len += taken;
             at += taken;
-            if self.prefix_len == self.prefix.len() {
+            if self.prefix_len == PREFIX_LEN {
                 self.prefix_len = 0;
                 let [_, a, b, c, d] = self.prefix;
                 let len = u32::from_be_bytes([a, b, c, d]) as usize;
@@ -81,45 +122,67 @@ impl FrameScanner {
                         starts_at: prefix_starts_at,
                     });
                 }
+                self.messages += 1;
+                self.declared = len;
                 self.payload_left = len;
             }
         }
         Ok(())
     }
-}
 
-/// Builds [`MessageSizeLimit`] services.
-#[derive(Debug, Clone, Copy)]
-pub struct MessageSizeLimitLayer {
-    limit: usize,
-}
+    /// Messages begun so far (their prefix read).
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
 
-impl MessageSizeLimitLayer {
-    /// Allows request messages of up to `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        Self { limit }
+    /// Where the body stopped, if it stopped inside a message.
+    pub fn cut_short(&self) -> Option<CutShort> {
+        if self.prefix_len > 0 {
+            return Some(CutShort::InPrefix(self.prefix_len));
+        }
+        (self.payload_left > 0).then_some(CutShort::InPayload {
+            declared: self.declared,
+            missing: self.payload_left,
+        })
     }
 }
 
-impl<S> Layer<S> for MessageSizeLimitLayer {
-    type Service = MessageSizeLimit<S>;
+/// Builds [`RequestFraming`] services.
+#[derive(Debug, Clone)]
+pub struct RequestFramingLayer {
+    limit: usize,
+    served: Arc<ServedMethods>,
+}
+
+impl RequestFramingLayer {
+    /// Allows request messages of up to `limit` bytes; `served` says which
+    /// calls must carry exactly one message.
+    pub(crate) fn new(limit: usize, served: Arc<ServedMethods>) -> Self {
+        Self { limit, served }
+    }
+}
+
+impl<S> Layer<S> for RequestFramingLayer {
+    type Service = RequestFraming<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        MessageSizeLimit {
+        RequestFraming {
             inner,
             limit: self.limit,
+            served: self.served.clone(),
         }
     }
 }
 
-/// Wraps each request body so an oversize message fails it with RESOURCE_EXHAUSTED.
+/// Wraps each request body in the checks of this module.
 #[derive(Debug, Clone)]
-pub struct MessageSizeLimit<S> {
+pub struct RequestFraming<S> {
     inner: S,
     limit: usize,
+    served: Arc<ServedMethods>,
 }
 
-impl<S> Service<http::Request<Body>> for MessageSizeLimit<S>
+impl<S> Service<http::Request<Body>> for RequestFraming<S>
 where
     S: Service<http::Request<Body>>,
 {
@@ -132,11 +195,17 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // Unknown paths are answered UNIMPLEMENTED without reading the body.
+        let single_request = self
+            .served
+            .get(request.uri().path())
+            .is_some_and(ServedMethod::single_request);
         let limit = self.limit;
         self.inner.call(request.map(|body| {
-            Body::new(LimitedBody {
+            Body::new(FramedBody {
                 inner: body,
                 scanner: FrameScanner::new(limit),
+                single_request,
                 refusal: None,
                 failed: false,
             })
@@ -145,12 +214,14 @@ where
 }
 
 pin_project! {
-    /// A request body that fails once a message is declared too large, after
-    /// delivering the whole messages before it.
-    struct LimitedBody {
+    /// A request body that fails with the status of the first thing wrong
+    /// with it, after delivering the whole messages before it.
+    struct FramedBody {
         #[pin]
         inner: Body,
         scanner: FrameScanner,
+        // The call must carry exactly one message.
+        single_request: bool,
         // The error to return on the next poll, once the bytes before the
         // oversize message are delivered.
         refusal: Option<Status>,
@@ -158,7 +229,32 @@ pin_project! {
     }
 }
 
-impl HttpBody for LimitedBody {
+impl FramedBody {
+    /// Whether the body may end now: not inside a message, and not before the
+    /// one message a single-request call needs.
+    fn may_end(scanner: &FrameScanner, single_request: bool) -> bool {
+        scanner.cut_short().is_none() && !(single_request && scanner.messages() == 0)
+    }
+
+    /// What is wrong with the body if it ends now.
+    fn verdict_at_end(scanner: &FrameScanner, single_request: bool) -> Option<Status> {
+        if Self::may_end(scanner, single_request) {
+            return None;
+        }
+        let message = match scanner.cut_short() {
+            Some(CutShort::InPrefix(got)) => format!(
+                "truncated message: the request ended {got} bytes into a {PREFIX_LEN}-byte message prefix"
+            ),
+            Some(CutShort::InPayload { declared, missing }) => format!(
+                "truncated message: its prefix promised {declared} bytes, the request ended {missing} bytes short"
+            ),
+            None => "no request message: this method takes exactly one".to_owned(),
+        };
+        Some(Status::invalid_argument(message))
+    }
+}
+
+impl HttpBody for FramedBody {
     type Data = Bytes;
     type Error = Status;
 
@@ -175,8 +271,17 @@ impl HttpBody for LimitedBody {
             return Poll::Ready(Some(Err(refusal)));
         }
         let frame = match this.inner.poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => frame,
-            other => return other,
+            Poll::Ready(Some(Err(transport))) => {
+                *this.failed = true;
+                return Poll::Ready(Some(Err(call_trace::abandoned(&transport))));
+            }
+            Poll::Ready(None) => {
+                let verdict = Self::verdict_at_end(this.scanner, *this.single_request);
+                *this.failed = verdict.is_some();
+                return Poll::Ready(verdict.map(Err));
+            }
         };
         let Some(data) = frame.data_ref() else {
             return Poll::Ready(Some(Ok(frame)));
@@ -201,7 +306,11 @@ impl HttpBody for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.failed || (self.refusal.is_none() && self.inner.is_end_stream())
+        // A body whose end is an error is not over until that error is read.
+        self.failed
+            || (self.refusal.is_none()
+                && self.inner.is_end_stream()
+                && Self::may_end(&self.scanner, self.single_request))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -211,7 +320,7 @@ impl HttpBody for LimitedBody {
 
 #[cfg(test)]
 mod tests {
-    use super::{FrameScanner, Oversize};
+    use super::{CutShort, FrameScanner, Oversize};
     use proptest::prelude::*;
 
     fn message(len: usize) -> Vec<u8> {
@@ -252,7 +361,52 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_body_that_stops_inside_a_message_is_cut_short() {
+        let mut scanner = FrameScanner::new(100);
+        scanner.scan(&message(10)[..3]).unwrap();
+        assert_eq!(scanner.cut_short(), Some(CutShort::InPrefix(3)));
+        scanner.scan(&message(10)[3..8]).unwrap();
+        assert_eq!(
+            scanner.cut_short(),
+            Some(CutShort::InPayload {
+                declared: 10,
+                missing: 7
+            })
+        );
+        scanner.scan(&message(10)[8..]).unwrap();
+        assert_eq!(scanner.cut_short(), None);
+        assert_eq!(scanner.messages(), 1);
+    }
+
+    #[test]
+    fn an_empty_message_is_whole_after_its_prefix() {
+        let mut scanner = FrameScanner::new(100);
+        scanner.scan(&message(0)).unwrap();
+        assert_eq!(scanner.cut_short(), None);
+        assert_eq!(scanner.messages(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn a_body_is_cut_short_exactly_when_it_stops_between_boundaries(
+            lens in prop::collection::vec(0usize..64, 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let body: Vec<u8> = lens.iter().flat_map(|&len| message(len)).collect();
+            let cut = cut.index(body.len() + 1);
+            let mut boundaries = vec![0];
+            for &len in &lens {
+                boundaries.push(boundaries[boundaries.len() - 1] + 5 + len);
+            }
+
+            let mut scanner = FrameScanner::new(64);
+            scanner.scan(&body[..cut]).unwrap();
+            prop_assert_eq!(scanner.cut_short().is_none(), boundaries.contains(&cut));
+            let begun = boundaries.iter().filter(|&&start| start + 5 <= cut).count();
+            prop_assert_eq!(scanner.messages(), begun);
+        }
+
         #[test]
         fn chunking_never_changes_the_verdict(
             lens in prop::collection::vec(0usize..64, 1..8),
