@@ -421,14 +421,23 @@ mod db {
     use super::*;
 
     async fn start_db(data_dir: &std::path::Path, addr: &str) -> RunningServer {
-        let store = quartet_database::StoreOptions {
+        let options = quartet_database::StoreOptions {
             data_dir: data_dir.to_owned(),
             database_url: None,
             change_retention: 1000,
-        }
-        .open()
-        .await
-        .unwrap();
+        };
+        // A server just stopped may still hold the store's file lock while
+        // its last streams wind down: wait for it, with a deadline.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let store = loop {
+            match options.open().await {
+                Ok(store) => break store,
+                Err(error) => {
+                    assert!(tokio::time::Instant::now() < deadline, "{error}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
         quartet_database::server(ServerOptions::default(), Shutdown::new(), store)
             .bind(addr.parse().unwrap())
             .await
