@@ -9,6 +9,8 @@ burst of load from elsewhere on this shared machine hits them alike):
   directly over gRPC (32 connections);
 - database `GET` lines through the gateway beside direct `GetPerson` calls at
   the same concurrency;
+- the same gateway in front of three transform replicas, given as a list
+  (issue 15: balanced per stream), beside it in front of one;
 - the CPU each process spent per line or call over the measured window (from
   /proc/PID/stat), so the gateway's own cost is visible: every server runs as
   its own process.
@@ -146,6 +148,19 @@ class Setup:
         self.database_text = gateway["gateway database"]
         self.classic, classic = start([sys.executable, str(ROOT / "bench" / "classic_transform_server.py")], 1)
         self.classic_text = classic["classic"]
+        # Issue 15: the same gateway in front of three transform replicas,
+        # given as a list (calls balanced per stream over every replica).
+        self.replicas = [self.transform]
+        urls = [self.transform_url]
+        for _ in range(2):
+            replica, announced = start([str(RELEASE / "quartet-transform"), "--listen", "127.0.0.1:0"], 1)
+            self.replicas.append(replica)
+            urls.append(f"http://{announced['transform']}")
+        self.balanced, balanced = start([
+            str(RELEASE / "quartet-gateway"), "--listen", "127.0.0.1:0",
+            "--transform-addr", ",".join(urls), "--transform-text-listen", "127.0.0.1:0",
+            "--database-text-listen", "off", *OFF], 2)
+        self.balanced_text = balanced["gateway transform"]
 
     def measures(self, duration, warmup):
         """label -> a function running one measurement."""
@@ -154,6 +169,11 @@ class Setup:
             "transform: gateway lines": lambda: bench(
                 ["text-transform", "--text-addr", self.transform_text],
                 {"gateway": gateway, "transform": transform}, duration, warmup),
+            "transform: gateway lines, 3 replicas": lambda: bench(
+                ["text-transform", "--text-addr", self.balanced_text],
+                {"gateway": self.balanced.pid,
+                 **{f"transform {i + 1}": replica.pid for i, replica in enumerate(self.replicas)}},
+                duration, warmup),
             "transform: classic python lines": lambda: bench(
                 ["text-transform", "--text-addr", self.classic_text],
                 {"classic": self.classic.pid}, duration, warmup),
@@ -172,7 +192,7 @@ class Setup:
         return measures
 
     def stop(self):
-        for process in (self.gateway, self.transform, self.database, self.classic):
+        for process in (self.gateway, self.balanced, *self.replicas, self.database, self.classic):
             process.terminate()
             process.wait()
 
@@ -214,6 +234,8 @@ def measure(runs, duration, warmup, log=lambda message: print(message, file=sys.
         "transform_gateway_vs_classic": lines["per_second"] / summary["transform: classic python lines"]["per_second"],
         "transform_gateway_vs_direct": lines["per_second"] / summary["transform: direct gRPC calls"]["per_second"],
         "get_gateway_vs_direct": get_lines["per_second"] / summary["database: direct GetPerson calls"]["per_second"],
+        "three_replicas_vs_one":
+            summary["transform: gateway lines, 3 replicas"]["per_second"] / lines["per_second"],
         "gateway_cpu_per_line_vs_transform_cpu_per_call":
             lines["cpu_us_per_call"]["gateway"]
             / summary["transform: direct gRPC calls"]["cpu_us_per_call"]["transform"],
