@@ -424,6 +424,7 @@ mod db {
         let store = quartet_database::StoreOptions {
             data_dir: data_dir.to_owned(),
             database_url: None,
+            database_url_file: None,
             change_retention: 1000,
         }
         .open()
