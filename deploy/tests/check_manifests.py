@@ -1295,48 +1295,47 @@ def main(arguments: list[str]) -> int:
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
             outcomes[target] = [f"cannot check: {error!r}"]
 
+    # One checkov run over every render and the Dockerfile.
     scans: dict[str, ScanResult] = {}
-    scan_status = "skipped (no checkov; set CHECKOV)"
+    scan_problems: list[str] = []
     command = checkov_command()
-    if command is None and os.environ.get("CI") == "true":
-        scan_status = "failed: no checkov under CI (pip install -r deploy/tests/requirements.txt)"
-    elif command is not None:
+    if command is None:
+        if os.environ.get("CI") == "true":
+            scan_problems = ["no checkov under CI (pip install -r deploy/tests/requirements.txt)"]
+    else:
         scans, error = run_checkov(command, rendered)
-        scan_status = error or "ok"
+        scan_problems = [error] if error else []
 
-    failed = 0
+    checked = failed = 0
+
+    def report(name: str, problems: list[str], detail: str, suppressed: list[str]) -> None:
+        nonlocal checked, failed
+        print(f"{name}: {'ok' if not problems else f'{len(problems)} problem(s)'} ({detail})")
+        for problem in problems:
+            print(f"  {problem}")
+        for suppression in grouped(suppressed):
+            print(f"  suppressed: {suppression}")
+        checked += 1
+        failed += bool(problems)
+
     for target in chosen:
-        problems = list(outcomes[target])
         scan = scans.get(scan_file_name(target))
-        detail = ""
+        detail = f"schemas {', '.join(versions)}; {len(RULES)} rules"
+        problems = list(outcomes[target])
         if scan is not None:
             problems += [f"[checkov] {f}" for f in scan.failed]
-            detail = f"; checkov {scan.passed} passed, {len(scan.failed)} failed, {len(scan.skipped)} suppressed"
-        status = "ok" if not problems else f"{len(problems)} problem(s)"
-        print(f"{target.name}: {status} (schemas {', '.join(versions)}; {len(RULES)} rules{detail})")
-        for problem in problems:
-            print(f"  {problem}")
-        for skipped in grouped(scan.skipped if scan else []):
-            print(f"  suppressed: {skipped}")
-        failed += bool(problems)
-    checked = len(chosen)
+            detail += f"; checkov {scan.passed} passed, {len(scan.failed)} failed, {len(scan.skipped)} suppressed"
+        report(target.name, problems, detail, scan.skipped if scan else [])
 
     dockerfile = scans.get("Dockerfile")
-    if dockerfile is not None or scan_status != "ok":
-        problems = [] if scan_status in ("ok",) or scan_status.startswith("skipped") else [scan_status]
-        if dockerfile is not None:
-            problems += [f"[checkov] {f}" for f in dockerfile.failed]
-            print(f"Dockerfile: {'ok' if not problems else f'{len(problems)} problem(s)'} (checkov"
-                  f" {dockerfile.passed} passed, {len(dockerfile.failed)} failed, {len(dockerfile.skipped)} suppressed)")
-        else:
-            print(f"checkov: {scan_status}")
-        for problem in problems:
-            print(f"  {problem}")
-        for skipped in grouped(dockerfile.skipped if dockerfile else []):
-            print(f"  suppressed: {skipped}")
-        if not scan_status.startswith("skipped"):
-            checked += 1
-            failed += bool(problems)
+    if dockerfile is not None:
+        report("Dockerfile", [f"[checkov] {f}" for f in dockerfile.failed] + scan_problems,
+               f"checkov {dockerfile.passed} passed, {len(dockerfile.failed)} failed,"
+               f" {len(dockerfile.skipped)} suppressed", dockerfile.skipped)
+    elif scan_problems:
+        report("checkov", scan_problems, "the policy scan", [])
+    elif command is None:
+        print("checkov: skipped (no checkov; set CHECKOV)")
 
     if not paths:
         status, problems = check_compose()
