@@ -424,6 +424,7 @@ mod db {
         let options = quartet_database::StoreOptions {
             data_dir: data_dir.to_owned(),
             database_url: None,
+            database_url_file: None,
             change_retention: 1000,
         };
         // A server just stopped may still hold the store's file lock while

@@ -1,28 +1,55 @@
 #!/usr/bin/env python3
-"""Render every kustomize overlay, validate it against the Kubernetes schemas
-offline, and check the rules Quartet's deployment promises (docs/operations.md):
+"""Render every kustomization Quartet ships, validate it against the Kubernetes
+schemas offline, check the rules its deployment promises (docs/operations.md), and
+run an independent policy scanner (checkov) over the renders and the Dockerfile.
 
-- the "restricted" Pod Security Standard on every pod;
+What is rendered (each a "target"):
+- each overlay (deploy/k8s/overlays/*): every service composed, with its namespace;
+- each service alone (deploy/k8s/<service>), as `kubectl apply -k ... -n NS` applies
+  it into an existing namespace;
+- each service alone with its production component (deploy/k8s/<service>/production).
+
+The rules, on every target:
+- the "restricted" Pod Security Standard on every pod (no host namespaces, ports,
+  paths or other volume types it forbids, no procMount, no unsafe sysctls), plus a
+  read-only root filesystem and no service account token;
 - native gRPC startup, readiness and liveness probes on the health port;
 - resource requests and limits;
 - a graceful shutdown that fits: terminationGracePeriodSeconds above
   QUARTET_SHUTDOWN_DELAY + QUARTET_DRAIN_TIMEOUT, a non-zero delay, no preStop hook;
-- ingress exactly as designed: the gateway's text ports from anywhere, the gRPC
-  ports from the namespace only, metrics from the monitoring namespace only,
-  nothing else;
-- backends that match the replica count (redb: one process; chat: NATS to span
-  replicas), Services that reach a container port, autoscalers that own replicas,
-  disruption budgets and spread where there are several replicas.
+- images with a tag other than latest (and, everywhere but dev, a digest);
+- secrets as mounted files, never environment variables;
+- network least privilege, both ways: the gateway's text ports from anywhere, each
+  gRPC port from the gateway and the pods labelled as its clients only, metrics from
+  the monitoring namespace only, nothing else in; out, only DNS and what each pod
+  calls (the gateway's upstreams, PostgreSQL, NATS, the OTLP collector), each port
+  listed (no endPort);
+- QUARTET_LISTEN and QUARTET_METRICS_LISTEN on the container's grpc and metrics
+  ports; the gateway's upstream addresses on the ports of the Services they name;
+- Services that reach a container port; backends that match the replica count
+  (redb: one process; chat: NATS to span replicas); autoscalers that own replicas,
+  disruption budgets and spread where there are several replicas; every checkov
+  suppression with its reason.
+Composed targets (the overlays) add: all five services, the database as a
+StatefulSet, one Namespace with the restricted Pod Security label holding
+everything; and their own promises (dev: one replica, embedded backends;
+production: several database and chat replicas, autoscalers, the database URL from
+a mounted Secret, connections aged out). A service alone has no Namespace and no
+namespace, and exactly its own workload.
 
 It also checks deploy/compose.yaml as Docker Compose normalizes it (`docker compose
 config`): the same container hardening, the backends, the gateway's ports.
 
-Usage: check_manifests.py [OVERLAY_DIR...]   (default: every deploy/k8s/overlays/*)
-Environment: KUBECTL (default "kubectl"); DOCKER_COMPOSE (a docker-compose v2
-binary; default "docker compose"; when neither exists the compose check is
-skipped, or fails under CI=true); QUARTET_K8S_VERSIONS (schema versions, default
-"1.27.0 1.37.0": the oldest Kubernetes these manifests support and the newest
-schema at hand).
+Usage: check_manifests.py [--release] [KUSTOMIZATION_DIR...]
+  (default: every overlay and every service). --release: the images must carry real
+  digests (the release pipeline runs it after setting them); without it, the
+  documented placeholder digest of an unreleased checkout passes.
+Environment: KUBECTL (default "kubectl"); CHECKOV (default: `checkov` beside this
+Python, then on PATH; without it the scan is skipped, or fails under CI=true);
+DOCKER_COMPOSE (a docker-compose v2 binary; default "docker compose"; without one the
+compose check is skipped, or fails under CI=true); QUARTET_K8S_VERSIONS (schema
+versions, default "1.27.0 1.37.0": the oldest Kubernetes these manifests support and
+the newest schema at hand).
 
 Exit status: 0 when everything passes, 1 otherwise (each violation printed).
 """
@@ -33,49 +60,133 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from urllib.parse import urlsplit
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-OVERLAYS = REPO / "deploy" / "k8s" / "overlays"
+K8S = REPO / "deploy" / "k8s"
+OVERLAYS = K8S / "overlays"
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 
 # The oldest Kubernetes the manifests rely on (native gRPC probes are GA in 1.27,
 # as are matchLabelKeys and unhealthyPodEvictionPolicy as beta-on-by-default) and
 # the newest schema kubernetes-validate ships.
 DEFAULT_K8S_VERSIONS = ("1.27.0", "1.37.0")
 
-# Every workload the suite deploys, and the only port each lets in from outside its
-# namespace (DESIGN.md's port table).
+# Every workload the suite deploys and its gRPC port (DESIGN.md's port table).
 SERVICES = ("transform", "database", "weather", "chat", "gateway")
 GRPC_PORTS = {"transform": 50051, "database": 50052, "weather": 50053, "chat": 50054}
 GATEWAY_TEXT_PORTS = {("TCP", 7001), ("TCP", 7002), ("TCP", 7003), ("TCP", 7004), ("UDP", 7004)}
 METRICS_PORT = 9090
 MONITORING_NAMESPACE = "monitoring"
+# The gateway's upstream addresses, one variable per service.
+UPSTREAM_VARIABLES = {service: f"QUARTET_{service.upper()}_ADDR" for service in GRPC_PORTS}
+# Pods that may call a service besides the gateway carry this label, set to "true".
+CLIENT_LABEL = "quartet.io/client-of-{service}"
+GATEWAY_PEER = "pods{app.kubernetes.io/name=gateway}"
+# The cluster DNS: CoreDNS (or kube-dns) pods in kube-system.
+DNS_PEER = "namespace:kube-system pods{k8s-app=kube-dns}"
+# Backends a pod reaches when configured, and their default ports.
+BACKEND_VARIABLES = {"QUARTET_NATS_URL": 4222, "QUARTET_OTLP_ENDPOINT": 4317}
+POSTGRES_PORT = 5432
 
 # Seconds a process gets to exit after its drain (flushing logs and traces).
 EXIT_MARGIN_SECONDS = 2
+
+# What an unreleased checkout carries in place of a digest (deploy/README.md,
+# "Releasing"): not a digest at all, so nothing unpinned can run from it.
+DIGEST_PLACEHOLDER = "sha256:set-by-release-pipeline"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+# The Pod Security Standards (restricted): the volume types it allows, and the
+# sysctls the baseline profile allows.
+RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 
 
 # ---------------------------------------------------------------------------
-# Rendering and schema validation
+# What is rendered
 
 
-def render(overlay: Path) -> list[dict]:
-    """The documents `kubectl kustomize OVERLAY` prints."""
+@dataclass(frozen=True)
+class Target:
+    """One rendering: an overlay, a service alone, or a service alone with its
+    production component."""
+
+    name: str
+    kind: str  # "overlay", "service" or "service+production"
+    path: Path
+    service: str | None = None
+
+
+def targets() -> list[Target]:
+    found = [Target(f"overlay {p.name}", "overlay", p)
+             for p in sorted(OVERLAYS.iterdir()) if (p / "kustomization.yaml").exists()]
+    for service in SERVICES:
+        found.append(Target(f"service {service}", "service", K8S / service, service))
+    for service in SERVICES:
+        found.append(Target(f"service {service}+production", "service+production", K8S / service, service))
+    return found
+
+
+def target_for(directory: Path) -> Target:
+    """The target a kustomization directory given on the command line stands for."""
+    directory = directory.resolve()
+    if directory.parent == OVERLAYS.resolve():
+        return Target(f"overlay {directory.name}", "overlay", directory)
+    if directory.parent == K8S.resolve() and directory.name in SERVICES:
+        return Target(f"service {directory.name}", "service", directory, directory.name)
+    if directory.name == "production" and directory.parent.name in SERVICES:
+        service = directory.parent.name
+        return Target(f"service {service}+production", "service+production", directory.parent, service)
+    return Target(f"overlay {directory.name}", "overlay", directory)
+
+
+def render_directory(directory: Path) -> list[dict]:
+    """The documents `kubectl kustomize DIRECTORY` prints."""
     kubectl = os.environ.get("KUBECTL", "kubectl")
     result = subprocess.run(
-        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=False
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {overlay} failed:\n{result.stderr.strip()}")
+        raise RuntimeError(f"kubectl kustomize {directory} failed:\n{result.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def render(target: Target | Path) -> list[dict]:
+    """The target's documents (a bare path renders as it is)."""
+    if isinstance(target, Path):
+        return render_directory(target)
+    if target.kind != "service+production":
+        return render_directory(target.path)
+    # A component cannot be built alone: compose it with its service, as an
+    # operator would, in a scratch kustomization (kustomize wants relative paths).
+    with tempfile.TemporaryDirectory(prefix="quartet-kustomize-") as scratch:
+        relative = os.path.relpath(target.path, scratch)
+        Path(scratch, "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{relative}]\ncomponents: [{relative}/production]\n",
+            encoding="utf-8",
+        )
+        return render_directory(Path(scratch))
 
 
 def schema_violations(docs: list[dict], versions: Iterable[str]) -> list[str]:
@@ -191,6 +302,10 @@ def environment(container: dict, docs: list[dict]) -> dict[str, str | None]:
     return values
 
 
+def main_container(doc: dict) -> dict:
+    return (pod_spec(doc) or {}).get("containers", [{}])[0]
+
+
 def seconds(duration: str | None) -> float:
     """A humantime duration as the servers parse it: "5s", "1m 30s", "250ms"."""
     if duration is None:
@@ -205,6 +320,20 @@ def seconds(duration: str | None) -> float:
             raise ValueError(f"unknown unit in {duration!r}")
         total += float(number) * units[unit]
     return total
+
+
+def listen_port(address: str) -> int:
+    """The port of a socket address: "0.0.0.0:50051", "[::]:50051"."""
+    _, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"no port in {address!r}")
+    return int(port)
+
+
+def url_port(url: str, default: int) -> int:
+    """The port of a URL, or the scheme's default."""
+    port = urlsplit(url).port
+    return port if port is not None else default
 
 
 def replica_counts(doc: dict, docs: list[dict]) -> tuple[int, int]:
@@ -224,6 +353,20 @@ def autoscaler_for(doc: dict, docs: list[dict]) -> dict | None:
         target = candidate["spec"]["scaleTargetRef"]
         if target["kind"] == doc["kind"] and target["name"] == doc["metadata"]["name"]:
             return candidate
+    return None
+
+
+def secret_mount_for(path: str, container: dict, spec: dict) -> dict | None:
+    """The read-only volume mount from a Secret that holds `path`, if any."""
+    secret_volumes = set()
+    for volume in spec.get("volumes", []) or []:
+        projected = [s for s in (volume.get("projected") or {}).get("sources", []) or []]
+        if "secret" in volume or (projected and all("secret" in s for s in projected)):
+            secret_volumes.add(volume["name"])
+    for mount in container.get("volumeMounts", []) or []:
+        inside = path.startswith(mount["mountPath"].rstrip("/") + "/")
+        if inside and mount["name"] in secret_volumes and mount.get("readOnly") and not mount.get("subPath"):
+            return mount
     return None
 
 
@@ -248,8 +391,16 @@ def rule_pod_security_restricted(docs: list[dict]) -> list[str]:
             if spec.get(flag):
                 problems.append(f"{where}: {flag} is set")
         for volume in spec.get("volumes", []) or []:
-            if "hostPath" in volume:
+            kinds = set(volume) - {"name"}
+            if "hostPath" in kinds:
                 problems.append(f"{where}: volume {volume['name']} is a hostPath")
+            elif "nfs" in kinds:
+                problems.append(f"{where}: volume {volume['name']} is an nfs volume")
+            elif kinds - RESTRICTED_VOLUME_TYPES:
+                problems.append(f"{where}: volume {volume['name']} is of type {sorted(kinds)}, which restricted forbids")
+        for sysctl in pod.get("sysctls", []) or []:
+            if sysctl.get("name") not in SAFE_SYSCTLS:
+                problems.append(f"{where}: unsafe sysctl {sysctl.get('name')}")
         if spec.get("automountServiceAccountToken") is not False:
             problems.append(f"{where}: automountServiceAccountToken is not false (the servers call no API)")
         for container in containers(spec):
@@ -267,6 +418,8 @@ def rule_pod_security_restricted(docs: list[dict]) -> list[str]:
                 problems.append(f"{at}: allowPrivilegeEscalation is not false")
             if context.get("privileged"):
                 problems.append(f"{at}: privileged")
+            if context.get("procMount", "Default") != "Default":
+                problems.append(f"{at}: procMount is {context['procMount']}, not Default")
             capabilities = context.get("capabilities", {}) or {}
             if "ALL" not in (capabilities.get("drop") or []):
                 problems.append(f"{at}: capabilities do not drop ALL")
@@ -378,13 +531,84 @@ def rule_images_pinned(docs: list[dict]) -> list[str]:
     return problems
 
 
-def ingress_sources(docs: list[dict], namespace: str | None, labels: dict, container: dict,
-                    port: dict) -> set[str]:
-    """Who the NetworkPolicies let reach this container port: "anywhere",
-    "namespace" (pods of the pod's namespace), "namespace:NAME", "pods:SELECTOR",
-    or "ipBlock:CIDR"; empty when nothing may."""
-    sources: set[str] = set()
-    isolated = False
+def images_by_digest(docs: list[dict], release: bool = False) -> list[str]:
+    """Every image by digest: what the release pipeline sets. Before a release the
+    documented placeholder stands in (it names no image, so nothing unpinned runs);
+    in release mode it is refused too."""
+    problems = []
+    for doc in workloads(docs):
+        for container in containers(pod_spec(doc) or {}):
+            image = container.get("image", "")
+            at = f"{name_of(doc)} container {container['name']}"
+            if DIGEST.search(image):
+                continue
+            if image.endswith("@" + DIGEST_PLACEHOLDER):
+                if release:
+                    problems.append(f"{at}: image {image!r} still has the placeholder digest: run the release step")
+                continue
+            problems.append(f"{at}: image {image!r} is not pinned by digest (name:tag@sha256:...)")
+    return problems
+
+
+def rule_secrets_are_files(docs: list[dict]) -> list[str]:
+    """No Secret reaches a container as an environment variable (they leak through
+    /proc, crash reports and `kubectl describe`); the database URL comes as a file
+    from a read-only Secret mount."""
+    problems = []
+    for doc in workloads(docs):
+        spec = pod_spec(doc) or {}
+        for container in containers(spec):
+            at = f"{name_of(doc)} container {container['name']}"
+            for source in container.get("envFrom", []) or []:
+                if source.get("secretRef"):
+                    problems.append(f"{at}: envFrom Secret {source['secretRef'].get('name')}: mount it as files")
+            for variable in container.get("env", []) or []:
+                if "secretKeyRef" in (variable.get("valueFrom") or {}):
+                    problems.append(f"{at}: {variable['name']} comes from a Secret as a variable: mount it as a file")
+                if variable["name"] == "QUARTET_DATABASE_URL":
+                    problems.append(f"{at}: QUARTET_DATABASE_URL carries a password; mount the Secret and set QUARTET_DATABASE_URL_FILE")
+            path = environment(container, docs).get("QUARTET_DATABASE_URL_FILE")
+            if path is not None and secret_mount_for(path, container, spec) is None:
+                problems.append(f"{at}: QUARTET_DATABASE_URL_FILE {path} is not in a read-only Secret mount (no subPath)")
+    return problems
+
+
+def describe_selector(selector: dict) -> str:
+    labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    expressions = selector.get("matchExpressions")
+    return "{" + labels + (f";{expressions}" if expressions else "") + "}"
+
+
+def describe_peer(peer: dict) -> str:
+    """A NetworkPolicy peer in words: "anywhere", "namespace" (the pod's own),
+    "pods{k=v}" (of the pod's namespace), "namespace:NAME", "namespaces{...}",
+    "namespace:NAME pods{k=v}", or "ipBlock:CIDR"."""
+    if "ipBlock" in peer:
+        return f"ipBlock:{peer['ipBlock']['cidr']}" + (f" except {peer['ipBlock']['except']}" if peer["ipBlock"].get("except") else "")
+    words = []
+    if "namespaceSelector" in peer:
+        selector = peer["namespaceSelector"] or {}
+        labels = selector.get("matchLabels") or {}
+        name = labels.get("kubernetes.io/metadata.name")
+        if name and len(labels) == 1 and not selector.get("matchExpressions"):
+            words.append(f"namespace:{name}")
+        elif not labels and not selector.get("matchExpressions"):
+            words.append("every namespace")
+        else:
+            words.append(f"namespaces{describe_selector(selector)}")
+    if "podSelector" in peer:
+        selector = peer["podSelector"] or {}
+        if selector.get("matchLabels") or selector.get("matchExpressions"):
+            words.append(f"pods{describe_selector(selector)}")
+        elif not words:
+            words.append("namespace")
+    return " ".join(words) or "anywhere"
+
+
+def policies_for(docs: list[dict], namespace: str | None, labels: dict, direction: str) -> list[dict] | None:
+    """The NetworkPolicies that isolate a pod in one direction ("Ingress" or
+    "Egress"); None when none does (everything allowed)."""
+    found = []
     for policy in docs:
         if policy.get("kind") != "NetworkPolicy":
             continue
@@ -394,34 +618,25 @@ def ingress_sources(docs: list[dict], namespace: str | None, labels: dict, conta
         if not selects(spec.get("podSelector", {}), labels):
             continue
         types = spec.get("policyTypes") or (["Ingress"] if "egress" not in spec else ["Ingress", "Egress"])
-        if "Ingress" not in types:
-            continue
-        isolated = True
-        for rule in spec.get("ingress", []) or []:
+        if direction in types:
+            found.append(policy)
+    return found or None
+
+
+def ingress_sources(docs: list[dict], namespace: str | None, labels: dict, container: dict,
+                    port: dict) -> set[str]:
+    """Who the NetworkPolicies let reach this container port (describe_peer's
+    words); empty when nothing may."""
+    policies = policies_for(docs, namespace, labels, "Ingress")
+    if policies is None:
+        return {"anywhere (no policy selects the pod)"}
+    sources: set[str] = set()
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []) or []:
             if not port_matches(rule.get("ports"), container, port):
                 continue
-            peers = rule.get("from")
-            if not peers:
-                sources.add("anywhere")
-                continue
-            for peer in peers:
-                if "ipBlock" in peer:
-                    sources.add(f"ipBlock:{peer['ipBlock']['cidr']}")
-                elif "namespaceSelector" in peer:
-                    selector = peer["namespaceSelector"]
-                    name = (selector.get("matchLabels") or {}).get("kubernetes.io/metadata.name")
-                    rest = {k: v for k, v in (selector.get("matchLabels") or {}).items()
-                            if k != "kubernetes.io/metadata.name"}
-                    if name and not rest and not selector.get("matchExpressions"):
-                        sources.add(f"namespace:{name}")
-                    else:
-                        sources.add(f"namespaces:{selector}")
-                elif peer.get("podSelector") == {}:
-                    sources.add("namespace")
-                else:
-                    sources.add(f"pods:{peer.get('podSelector')}")
-    if not isolated:
-        return {"anywhere (no policy selects the pod)"}
+            for peer in rule.get("from") or [{}]:
+                sources.add(describe_peer(peer))
     return sources
 
 
@@ -453,26 +668,63 @@ def expected_sources(workload: str, port: dict) -> set[str]:
     if port.get("name") == "metrics":
         return {f"namespace:{MONITORING_NAMESPACE}"}
     if port.get("name") == "grpc" and workload in GRPC_PORTS:
-        return {"namespace"}
+        return {GATEWAY_PEER, "pods{" + CLIENT_LABEL.format(service=workload) + "=true}"}
     # The gateway's health port: only the kubelet, which policies do not govern.
     return set()
 
 
+# An egress allowance: (protocol, port, peer); None for "any" in expectations.
+Egress = tuple[str, object, object]
+
+
+def egress_destinations(docs: list[dict], namespace: str | None, labels: dict) -> set[Egress] | None:
+    """Where the NetworkPolicies let a pod connect; None when nothing isolates it."""
+    policies = policies_for(docs, namespace, labels, "Egress")
+    if policies is None:
+        return None
+    allowed: set[Egress] = set()
+    for policy in policies:
+        for rule in policy["spec"].get("egress", []) or []:
+            for peer in rule.get("to") or [{}]:
+                for port in rule.get("ports") or [{"protocol": "any", "port": "any"}]:
+                    allowed.add((port.get("protocol", "TCP"), port.get("port", "any"), describe_peer(peer)))
+    return allowed
+
+
+def expected_egress(doc: dict, docs: list[dict]) -> set[Egress]:
+    """What a pod calls, from its own configuration: the gateway its upstreams; a
+    server its configured backends (PostgreSQL, NATS, the OTLP collector); DNS for
+    any of them. A backend's address is the operator's (`None`: any peer)."""
+    name = doc["metadata"]["name"]
+    env = environment(main_container(doc), docs)
+    wanted: set[Egress] = set()
+    if name == "gateway":
+        for service, port in GRPC_PORTS.items():
+            wanted.add(("TCP", port, f"pods{{app.kubernetes.io/name={service}}}"))
+    if env.get("QUARTET_DATABASE_URL_FILE") or "QUARTET_DATABASE_URL" in env:
+        wanted.add(("TCP", POSTGRES_PORT, None))
+    for variable, default in BACKEND_VARIABLES.items():
+        if env.get(variable):
+            try:
+                wanted.add(("TCP", url_port(env[variable], default), None))
+            except ValueError:
+                wanted.add(("TCP", default, None))
+    if wanted:
+        wanted |= {("UDP", 53, DNS_PEER), ("TCP", 53, DNS_PEER)}
+    return wanted
+
+
 def rule_network_policies(docs: list[dict]) -> list[str]:
-    """Ingress exactly as designed, with a default deny under it."""
+    """Least privilege both ways: each pod isolated for ingress and egress by a
+    policy of its own, ingress exactly as designed, egress exactly to what the pod
+    calls, every port listed (some plugins ignore endPort)."""
     problems = []
-    namespaces = {doc.get("metadata", {}).get("namespace") for doc in workloads(docs)}
-    for namespace in namespaces:
-        default_deny = [
-            policy for policy in docs
-            if policy.get("kind") == "NetworkPolicy"
-            and policy.get("metadata", {}).get("namespace") == namespace
-            and policy["spec"].get("podSelector") == {}
-            and "Ingress" in (policy["spec"].get("policyTypes") or [])
-            and not policy["spec"].get("ingress")
-        ]
-        if not default_deny:
-            problems.append(f"namespace {namespace}: no default-deny ingress NetworkPolicy")
+    for policy in (d for d in docs if d.get("kind") == "NetworkPolicy"):
+        for direction in ("ingress", "egress"):
+            for rule in policy["spec"].get(direction, []) or []:
+                for port in rule.get("ports", []) or []:
+                    if "endPort" in port:
+                        problems.append(f"{name_of(policy)}: {direction} port range {port['port']}-{port['endPort']}: list each port (some plugins ignore endPort)")
     for doc in workloads(docs):
         workload = doc["metadata"]["name"]
         namespace = doc.get("metadata", {}).get("namespace")
@@ -487,6 +739,17 @@ def rule_network_policies(docs: list[dict]) -> list[str]:
                         f"{name_of(doc)} port {label}: ingress allowed from {sorted(actual) or 'nobody'},"
                         f" designed {sorted(wanted) or 'nobody'}"
                     )
+        actual_egress = egress_destinations(docs, namespace, labels)
+        if actual_egress is None:
+            problems.append(f"{name_of(doc)}: egress is open (no NetworkPolicy with Egress selects its pods)")
+            continue
+        wanted_egress = expected_egress(doc, docs)
+        for protocol, port, peer in sorted(actual_egress, key=str):
+            if not any(protocol == p and port == n and (w is None or peer == w) for p, n, w in wanted_egress):
+                problems.append(f"{name_of(doc)}: egress allowed to {protocol} {port} at {peer}, which it does not call")
+        for protocol, port, peer in sorted(wanted_egress, key=str):
+            if not any(protocol == p and port == n and (peer is None or peer == w) for p, n, w in actual_egress):
+                problems.append(f"{name_of(doc)}: egress to {protocol} {port} at {peer or 'its backend'} is blocked, but it calls it")
     return problems
 
 
@@ -516,32 +779,93 @@ def rule_services_reach_pods(docs: list[dict]) -> list[str]:
                 )
                 if not found:
                     problems.append(f"{name_of(service)} port {port.get('name')}: no {protocol} container port {target!r} in {name_of(doc)}")
-    gateway = find(docs, "Service", "gateway")
-    if gateway is None:
-        problems.append("Service/gateway: missing")
-    else:
-        exposed = {(p.get("protocol", "TCP"), p["port"]) for p in gateway["spec"]["ports"]}
-        if exposed != GATEWAY_TEXT_PORTS:
-            problems.append(f"Service/gateway: exposes {sorted(exposed)}, not the text ports {sorted(GATEWAY_TEXT_PORTS)}")
+    if workload_named(docs, "gateway") is not None:
+        gateway = find(docs, "Service", "gateway")
+        if gateway is None:
+            problems.append("Service/gateway: missing")
+        else:
+            exposed = {(p.get("protocol", "TCP"), p["port"]) for p in gateway["spec"]["ports"]}
+            if exposed != GATEWAY_TEXT_PORTS:
+                problems.append(f"Service/gateway: exposes {sorted(exposed)}, not the text ports {sorted(GATEWAY_TEXT_PORTS)}")
+    for service in GRPC_PORTS:
+        if workload_named(docs, service) is None:
+            continue
+        for name, headless in ((service, False), (f"{service}-headless", True)):
+            found = find(docs, "Service", name)
+            if found is None:
+                problems.append(f"Service/{name}: missing (every gRPC service has a ClusterIP and a headless Service)")
+            elif (found["spec"].get("clusterIP") == "None") != headless:
+                problems.append(f"Service/{name}: {'not ' if headless else ''}headless")
     return problems
 
 
-def rule_every_service_deployed(docs: list[dict]) -> list[str]:
-    """All five services, the database as a StatefulSet with a headless governing Service."""
+def rule_listen_addresses(docs: list[dict]) -> list[str]:
+    """QUARTET_LISTEN is the container's grpc port (probes and Services use it),
+    QUARTET_METRICS_LISTEN its metrics port (the scraper and policies use it)."""
     problems = []
-    for name in SERVICES:
-        doc = workload_named(docs, name)
-        if doc is None:
-            problems.append(f"{name}: not deployed")
-        elif name == "database" and doc["kind"] != "StatefulSet":
-            problems.append(f"{name_of(doc)}: the database must be a StatefulSet")
-        elif name != "database" and doc["kind"] != "Deployment":
-            problems.append(f"{name_of(doc)}: a stateless service is a Deployment")
-    database = workload_named(docs, "database")
-    if database is not None and database["kind"] == "StatefulSet":
-        governing = find(docs, "Service", database["spec"].get("serviceName", ""))
-        if governing is None or governing["spec"].get("clusterIP") != "None":
-            problems.append(f"{name_of(database)}: serviceName must name a headless Service")
+    for doc in workloads(docs):
+        for container in (pod_spec(doc) or {}).get("containers", []):
+            at = f"{name_of(doc)} container {container['name']}"
+            env = environment(container, docs)
+            ports = {p.get("name"): p["containerPort"] for p in container.get("ports", []) or []
+                     if p.get("protocol", "TCP") == "TCP"}
+            for variable, name in (("QUARTET_LISTEN", "grpc"), ("QUARTET_METRICS_LISTEN", "metrics")):
+                address = env.get(variable)
+                if address is None:
+                    problems.append(f"{at}: {variable} is not set")
+                    continue
+                try:
+                    port = listen_port(address)
+                except ValueError as error:
+                    problems.append(f"{at}: {variable}: {error}")
+                    continue
+                if ports.get(name) != port:
+                    problems.append(f"{at}: {variable} {address} is not its {name} containerPort ({ports.get(name)})")
+    return problems
+
+
+_UPSTREAM = re.compile(r"(?P<scheme>dns:///|https?://)(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>\d+))?/?")
+
+
+def rule_gateway_upstreams(docs: list[dict]) -> list[str]:
+    """The gateway's upstream addresses name each service's Services on the ports
+    they serve: dns:/// for a headless name (every pod's address, balanced per
+    call); a ClusterIP name under dns:/// resolves to one address, balancing nothing."""
+    gateway = workload_named(docs, "gateway")
+    if gateway is None:
+        return []
+    problems = []
+    env = environment(main_container(gateway), docs)
+    for service, variable in UPSTREAM_VARIABLES.items():
+        value = env.get(variable)
+        if not value:
+            problems.append(f"{name_of(gateway)}: {variable} is not set")
+            continue
+        for address in value.split(","):
+            match = _UPSTREAM.fullmatch(address.strip())
+            if match is None:
+                problems.append(f"{name_of(gateway)}: {variable}: cannot read {address!r}")
+                continue
+            host, scheme = match["host"], match["scheme"]
+            port = int(match["port"]) if match["port"] else None
+            name = host.split(".")[0]
+            at = f"{name_of(gateway)}: {variable} {address.strip()}"
+            if name not in (service, f"{service}-headless"):
+                problems.append(f"{at}: names neither Service/{service} nor Service/{service}-headless")
+                continue
+            if port != GRPC_PORTS[service]:
+                problems.append(f"{at}: port {port}, but {service} serves gRPC on {GRPC_PORTS[service]}")
+            target = find(docs, "Service", name)
+            if target is None:
+                continue  # the gateway alone: the Service is applied with its own service
+            served = {p["port"] for p in target["spec"].get("ports", [])}
+            if port not in served:
+                problems.append(f"{at}: Service/{name} serves {sorted(served)}, not {port}")
+            if scheme == "dns:///" and target["spec"].get("clusterIP") != "None":
+                problems.append(f"{at}: Service/{name} is not headless; dns:/// needs every pod's address ({service}-headless)")
+            workload = workload_named(docs, service)
+            if workload is not None and not selects({"matchLabels": target["spec"].get("selector") or {}}, pod_labels(workload)):
+                problems.append(f"{at}: Service/{name} does not select {name_of(workload)}")
     return problems
 
 
@@ -550,20 +874,18 @@ def rule_backends_fit_replicas(docs: list[dict]) -> list[str]:
     problems = []
     database = workload_named(docs, "database")
     if database is not None:
-        env = environment(database["spec"]["template"]["spec"]["containers"][0], docs)
+        env = environment(main_container(database), docs)
         _, most = replica_counts(database, docs)
-        if "QUARTET_DATABASE_URL" not in env:
+        if "QUARTET_DATABASE_URL_FILE" not in env and "QUARTET_DATABASE_URL" not in env:
             if most > 1:
                 problems.append(f"{name_of(database)}: {most} replicas on the embedded store (one process per data dir)")
             if database["kind"] != "StatefulSet" or not database["spec"].get("volumeClaimTemplates"):
                 problems.append(f"{name_of(database)}: the embedded store needs a volume per replica")
             if not env.get("QUARTET_DATA_DIR"):
                 problems.append(f"{name_of(database)}: QUARTET_DATA_DIR is not set to the volume")
-        elif env["QUARTET_DATABASE_URL"] is not None:
-            problems.append(f"{name_of(database)}: QUARTET_DATABASE_URL is a literal; it carries a password, read it from a Secret")
     chat = workload_named(docs, "chat")
     if chat is not None:
-        env = environment(chat["spec"]["template"]["spec"]["containers"][0], docs)
+        env = environment(main_container(chat), docs)
         _, most = replica_counts(chat, docs)
         if most > 1 and "QUARTET_NATS_URL" not in env:
             problems.append(f"{name_of(chat)}: up to {most} replicas without QUARTET_NATS_URL split the rooms")
@@ -599,17 +921,37 @@ def rule_scaling_and_disruption(docs: list[dict]) -> list[str]:
     return problems
 
 
+_SUPPRESSION = re.compile(r"checkov\.io/skip\d+")
+_SUPPRESSION_VALUE = re.compile(r"CKV2?_K8S_\d+=(?P<reason>.*)")
+
+
+def rule_suppressions_explained(docs: list[dict]) -> list[str]:
+    """A checkov suppression names one check and says why it does not apply."""
+    problems = []
+    for doc in docs:
+        for key, value in ((doc.get("metadata") or {}).get("annotations") or {}).items():
+            if not _SUPPRESSION.fullmatch(key):
+                continue
+            match = _SUPPRESSION_VALUE.fullmatch(str(value))
+            if match is None or len(match["reason"].split()) < 4:
+                problems.append(f"{name_of(doc)}: {key}: {value!r} is not CKV_K8S_<id>=<why it does not apply>")
+    return problems
+
+
 RULES = [
     Rule("pod security (restricted)", rule_pod_security_restricted),
     Rule("gRPC probes", rule_grpc_probes),
     Rule("resources", rule_resources),
     Rule("graceful shutdown", rule_graceful_shutdown),
     Rule("pinned images", rule_images_pinned),
+    Rule("secrets as files", rule_secrets_are_files),
     Rule("network policies", rule_network_policies),
     Rule("services reach pods", rule_services_reach_pods),
-    Rule("every service deployed", rule_every_service_deployed),
+    Rule("listen addresses", rule_listen_addresses),
+    Rule("gateway upstreams", rule_gateway_upstreams),
     Rule("backends fit replicas", rule_backends_fit_replicas),
     Rule("scaling and disruption", rule_scaling_and_disruption),
+    Rule("suppressions explained", rule_suppressions_explained),
 ]
 
 
@@ -621,44 +963,210 @@ def rule_violations(docs: list[dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Per-overlay expectations from the deploy issue
+# What composing every service adds, and what each overlay promises
 
 
-def overlay_expectations(overlay: str, docs: list[dict]) -> list[str]:
+def rule_every_service_deployed(docs: list[dict]) -> list[str]:
+    """All five services, the database as a StatefulSet with a headless governing Service."""
     problems = []
+    for name in SERVICES:
+        doc = workload_named(docs, name)
+        if doc is None:
+            problems.append(f"{name}: not deployed")
+        elif name == "database" and doc["kind"] != "StatefulSet":
+            problems.append(f"{name_of(doc)}: the database must be a StatefulSet")
+        elif name != "database" and doc["kind"] != "Deployment":
+            problems.append(f"{name_of(doc)}: a stateless service is a Deployment")
+    database = workload_named(docs, "database")
+    if database is not None and database["kind"] == "StatefulSet":
+        governing = find(docs, "Service", database["spec"].get("serviceName", ""))
+        if governing is None or governing["spec"].get("clusterIP") != "None":
+            problems.append(f"{name_of(database)}: serviceName must name a headless Service")
+    return problems
+
+
+def rule_namespace_restricted(docs: list[dict]) -> list[str]:
+    """One Namespace, whose API server enforces the restricted Pod Security
+    Standard (pod-security.kubernetes.io/enforce), holding every object."""
+    namespaces = [doc for doc in docs if doc.get("kind") == "Namespace"]
+    if len(namespaces) != 1:
+        return [f"{len(namespaces)} Namespace objects, not one"]
+    namespace = namespaces[0]["metadata"]
+    problems = []
+    enforce = (namespace.get("labels") or {}).get("pod-security.kubernetes.io/enforce")
+    if enforce != "restricted":
+        problems.append(f"Namespace/{namespace['name']}: pod-security.kubernetes.io/enforce is {enforce!r}, not 'restricted'")
+    for doc in docs:
+        if doc.get("kind") != "Namespace" and doc.get("metadata", {}).get("namespace") != namespace["name"]:
+            problems.append(f"{name_of(doc)}: outside Namespace/{namespace['name']}")
+    return problems
+
+
+COMPOSED_RULES = [
+    Rule("every service deployed", rule_every_service_deployed),
+    Rule("namespace", rule_namespace_restricted),
+]
+
+
+def overlay_expectations(overlay: str, docs: list[dict], release: bool = False) -> list[str]:
+    problems = [f"[{rule.name}] {p}" for rule in COMPOSED_RULES for p in rule.check(copy.deepcopy(docs))]
     if overlay == "dev":
         for name in SERVICES:
             doc = workload_named(docs, name)
             if doc is not None and replica_counts(doc, docs) != (1, 1):
                 problems.append(f"dev: {name_of(doc)} runs {replica_counts(doc, docs)} replicas, not one")
-        for name, variable in (("database", "QUARTET_DATABASE_URL"), ("chat", "QUARTET_NATS_URL")):
+        for name, variables in (("database", ("QUARTET_DATABASE_URL", "QUARTET_DATABASE_URL_FILE")),
+                                ("chat", ("QUARTET_NATS_URL",))):
             doc = workload_named(docs, name)
-            if doc is not None and variable in environment(pod_spec(doc)["containers"][0], docs):
-                problems.append(f"dev: {name} sets {variable}; dev runs the embedded backends")
+            env = environment(main_container(doc), docs) if doc is not None else {}
+            for variable in variables:
+                if variable in env:
+                    problems.append(f"dev: {name} sets {variable}; dev runs the embedded backends")
     if overlay == "production":
+        problems += production_expectations(docs, release)
         for name in ("chat", "database"):
             doc = workload_named(docs, name)
             if doc is not None and replica_counts(doc, docs)[0] < 2:
                 problems.append(f"production: {name_of(doc)} runs fewer than two replicas")
-        for name in ("transform", "weather", "chat", "gateway"):
-            doc = workload_named(docs, name)
-            if doc is not None and autoscaler_for(doc, docs) is None:
-                problems.append(f"production: {name_of(doc)} has no HorizontalPodAutoscaler")
-        database = workload_named(docs, "database")
-        if database is not None:
-            url = [v for v in pod_spec(database)["containers"][0].get("env", []) if v["name"] == "QUARTET_DATABASE_URL"]
-            if not url or "secretKeyRef" not in url[0].get("valueFrom", {}):
-                problems.append("production: QUARTET_DATABASE_URL does not come from a Secret")
     return problems
 
 
-def check_overlay(overlay: Path, versions: Iterable[str]) -> list[str]:
-    docs = render(overlay)
-    return (
-        schema_violations(docs, versions)
-        + rule_violations(docs)
-        + overlay_expectations(overlay.name, docs)
-    )
+def production_expectations(docs: list[dict], release: bool) -> list[str]:
+    """What production promises of each service present: images by digest,
+    autoscalers for the stateless ones, the database on PostgreSQL through a
+    mounted Secret, connections aged out."""
+    problems = [f"production: {p}" for p in images_by_digest(docs, release)]
+    for name in ("transform", "weather", "chat", "gateway"):
+        doc = workload_named(docs, name)
+        if doc is not None and autoscaler_for(doc, docs) is None:
+            problems.append(f"production: {name_of(doc)} has no HorizontalPodAutoscaler")
+    database = workload_named(docs, "database")
+    if database is not None:
+        container = main_container(database)
+        path = environment(container, docs).get("QUARTET_DATABASE_URL_FILE")
+        if path is None or secret_mount_for(path, container, pod_spec(database) or {}) is None:
+            problems.append("production: the database does not read its URL from a mounted Secret (QUARTET_DATABASE_URL_FILE)")
+    for name in GRPC_PORTS:
+        doc = workload_named(docs, name)
+        if doc is None:
+            continue
+        age = environment(main_container(doc), docs).get("QUARTET_MAX_CONNECTION_AGE")
+        try:
+            if age is None or seconds(age) <= 0:
+                raise ValueError("not set")
+        except ValueError:
+            problems.append(f"production: {name_of(doc)} sets no QUARTET_MAX_CONNECTION_AGE (clients behind the ClusterIP never rebalance)")
+    return problems
+
+
+def service_expectations(target: Target, docs: list[dict], release: bool = False) -> list[str]:
+    """A service alone: exactly its workload, applied into whatever namespace the
+    operator names (no Namespace, no namespace), with its own ConfigMap."""
+    service = target.service or ""
+    problems = []
+    names = sorted(doc["metadata"]["name"] for doc in workloads(docs))
+    if names != [service]:
+        problems.append(f"{target.name}: renders workloads {names}, not just {service}")
+    for doc in docs:
+        if doc.get("kind") == "Namespace":
+            problems.append(f"{target.name}: creates {name_of(doc)}; it must apply into an existing namespace")
+        elif doc.get("metadata", {}).get("namespace"):
+            problems.append(f"{target.name}: {name_of(doc)} is bound to namespace {doc['metadata']['namespace']}")
+    workload = workload_named(docs, service)
+    if workload is not None:
+        read = [s["configMapRef"]["name"] for s in main_container(workload).get("envFrom", []) or [] if "configMapRef" in s]
+        if not any(name.startswith(f"{service}-runtime") and find(docs, "ConfigMap", name) for name in read):
+            problems.append(f"{target.name}: {name_of(workload)} does not read its own {service}-runtime ConfigMap")
+    problems += [f"{target.name}: {p}" for p in images_by_digest(docs, release)]
+    if target.kind == "service+production":
+        problems += production_expectations(docs, release)
+    return problems
+
+
+def expectations(target: Target, docs: list[dict], release: bool = False) -> list[str]:
+    if target.kind == "overlay":
+        return overlay_expectations(target.path.name, docs, release)
+    return service_expectations(target, docs, release)
+
+
+# ---------------------------------------------------------------------------
+# checkov: a widely used scanner, written by others, over the same renders
+
+
+def checkov_command() -> list[str] | None:
+    configured = os.environ.get("CHECKOV")
+    if configured:
+        return configured.split()
+    beside = Path(sysconfig.get_path("scripts")) / "checkov"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("checkov")
+    return [found] if found else None
+
+
+def scan_file_name(target: Target) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", target.name) + ".yaml"
+
+
+def as_applied(target: Target, docs: list[dict]) -> list[dict]:
+    """The objects as the API server would get them: a service alone is applied
+    with `-n NAMESPACE`, so give its namespaced objects one for the scan."""
+    if target.kind == "overlay":
+        return docs
+    applied = copy.deepcopy(docs)
+    for doc in applied:
+        doc.setdefault("metadata", {}).setdefault("namespace", "applied-with-n")
+    return applied
+
+
+@dataclass
+class ScanResult:
+    passed: int
+    failed: list[str]
+    skipped: list[str]
+
+
+def run_checkov(command: list[str], rendered: dict[Target, list[dict]]) -> tuple[dict[str, ScanResult], str | None]:
+    """One checkov run over every render and the Dockerfile: results by file name
+    ("Dockerfile" for the Dockerfile), or an error."""
+    with tempfile.TemporaryDirectory(prefix="quartet-checkov-") as scratch:
+        for target, docs in rendered.items():
+            Path(scratch, scan_file_name(target)).write_text(
+                yaml.safe_dump_all(as_applied(target, docs), sort_keys=False), encoding="utf-8")
+        shutil.copy(DOCKERFILE, Path(scratch, "Dockerfile"))
+        result = subprocess.run(
+            [*command, "--directory", scratch, "--framework", "kubernetes", "dockerfile",
+             "--output", "json", "--skip-download", "--soft-fail"],
+            capture_output=True, text=True, check=False,
+        )
+    try:
+        reports = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {}, f"checkov printed no report (exit {result.returncode}): {result.stderr.strip()[-2000:]}"
+    results: dict[str, ScanResult] = {}
+
+    def entry(name: str) -> ScanResult:
+        return results.setdefault(name, ScanResult(0, [], []))
+
+    for report in reports if isinstance(reports, list) else [reports]:
+        checks = report.get("results", {})
+        for check in checks.get("passed_checks", []):
+            entry(Path(check["file_path"]).name).passed += 1
+        for check in checks.get("failed_checks", []):
+            entry(Path(check["file_path"]).name).failed.append(
+                f"{check['check_id']} {check['check_name']} ({check['resource']})")
+        for check in checks.get("skipped_checks", []):
+            reason = (check.get("check_result") or {}).get("suppress_comment", "")
+            entry(Path(check["file_path"]).name).skipped.append(f"{check['check_id']} ({reason})")
+    return results, None
+
+
+def grouped(suppressions: list[str]) -> list[str]:
+    """Suppressions once each, with how many resources they cover."""
+    counts: dict[str, int] = {}
+    for suppression in suppressions:
+        counts[suppression] = counts.get(suppression, 0) + 1
+    return [f"{s} x{n}" if n > 1 else s for s, n in counts.items()]
 
 
 # ---------------------------------------------------------------------------
@@ -744,6 +1252,11 @@ def compose_violations(config: dict) -> list[str]:
     published = {(p.get("protocol", "tcp").upper(), int(p["target"])) for p in gateway.get("ports") or [] if p.get("published")}
     if not GATEWAY_TEXT_PORTS <= published:
         problems.append(f"compose: gateway publishes {sorted(published)}, not every text port {sorted(GATEWAY_TEXT_PORTS)}")
+    gateway_env = gateway.get("environment") or {}
+    for service, variable in UPSTREAM_VARIABLES.items():
+        addresses = str(gateway_env.get(variable, "")).split(",")
+        if not all(a.strip().startswith(f"http://{service}:{GRPC_PORTS[service]}") for a in addresses):
+            problems.append(f"compose: gateway {variable} is {gateway_env.get(variable)!r}, not the {service} service's port")
     return problems
 
 
@@ -760,22 +1273,71 @@ def check_compose() -> tuple[str, list[str]]:
     return ("ok" if not problems else f"{len(problems)} problem(s)"), problems
 
 
+# ---------------------------------------------------------------------------
+
+
+def check_target(target: Target, versions: Iterable[str], release: bool) -> tuple[list[dict], list[str]]:
+    docs = render(target)
+    problems = schema_violations(docs, versions) + rule_violations(docs) + expectations(target, docs, release)
+    return docs, problems
+
+
 def main(arguments: list[str]) -> int:
-    overlays = [Path(a) for a in arguments] or sorted(p for p in OVERLAYS.iterdir() if (p / "kustomization.yaml").exists())
+    release = "--release" in arguments
+    paths = [a for a in arguments if a != "--release"]
+    chosen = [target_for(Path(p)) for p in paths] or targets()
     versions = os.environ.get("QUARTET_K8S_VERSIONS", " ".join(DEFAULT_K8S_VERSIONS)).split()
-    failed = 0
-    for overlay in overlays:
+    outcomes: dict[Target, list[str]] = {}
+    rendered: dict[Target, list[dict]] = {}
+    for target in chosen:
         try:
-            problems = check_overlay(overlay, versions)
+            rendered[target], outcomes[target] = check_target(target, versions, release)
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            problems = [f"cannot check: {error!r}"]
-        status = "ok" if not problems else f"{len(problems)} problem(s)"
-        print(f"overlay {overlay.name}: {status} (schemas {', '.join(versions)}; {len(RULES)} rules)")
+            outcomes[target] = [f"cannot check: {error!r}"]
+
+    # One checkov run over every render and the Dockerfile.
+    scans: dict[str, ScanResult] = {}
+    scan_problems: list[str] = []
+    command = checkov_command()
+    if command is None:
+        if os.environ.get("CI") == "true":
+            scan_problems = ["no checkov under CI (pip install -r deploy/tests/requirements.txt)"]
+    else:
+        scans, error = run_checkov(command, rendered)
+        scan_problems = [error] if error else []
+
+    checked = failed = 0
+
+    def report(name: str, problems: list[str], detail: str, suppressed: list[str]) -> None:
+        nonlocal checked, failed
+        print(f"{name}: {'ok' if not problems else f'{len(problems)} problem(s)'} ({detail})")
         for problem in problems:
             print(f"  {problem}")
+        for suppression in grouped(suppressed):
+            print(f"  suppressed: {suppression}")
+        checked += 1
         failed += bool(problems)
-    checked = len(overlays)
-    if not arguments:
+
+    for target in chosen:
+        scan = scans.get(scan_file_name(target))
+        detail = f"schemas {', '.join(versions)}; {len(RULES)} rules"
+        problems = list(outcomes[target])
+        if scan is not None:
+            problems += [f"[checkov] {f}" for f in scan.failed]
+            detail += f"; checkov {scan.passed} passed, {len(scan.failed)} failed, {len(scan.skipped)} suppressed"
+        report(target.name, problems, detail, scan.skipped if scan else [])
+
+    dockerfile = scans.get("Dockerfile")
+    if dockerfile is not None:
+        report("Dockerfile", [f"[checkov] {f}" for f in dockerfile.failed] + scan_problems,
+               f"checkov {dockerfile.passed} passed, {len(dockerfile.failed)} failed,"
+               f" {len(dockerfile.skipped)} suppressed", dockerfile.skipped)
+    elif scan_problems:
+        report("checkov", scan_problems, "the policy scan", [])
+    elif command is None:
+        print("checkov: skipped (no checkov; set CHECKOV)")
+
+    if not paths:
         status, problems = check_compose()
         print(f"compose.yaml: {status}")
         for problem in problems:

@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             let store = StoreOptions {
                 data_dir: args.data_dir.clone(),
                 database_url: None,
+                database_url_file: None,
                 change_retention: 100_000,
             }
             .open()

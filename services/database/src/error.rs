@@ -79,6 +79,10 @@ pub enum DatabaseError {
     /// The store failed in a way retrying will not fix (corruption, a bug).
     #[error("store failure: {0}")]
     Internal(String),
+    /// The store cannot be opened as configured (an unreadable or empty URL file);
+    /// seen at start-up, before any call.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 impl From<DatabaseError> for Status {
@@ -93,7 +97,9 @@ impl From<DatabaseError> for Status {
                 Status::out_of_range(message)
             }
             DatabaseError::Unavailable(_) => Status::unavailable(message),
-            DatabaseError::Internal(_) => Status::internal(message),
+            DatabaseError::Internal(_) | DatabaseError::Misconfigured(_) => {
+                Status::internal(message)
+            }
         }
     }
 }

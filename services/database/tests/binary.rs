@@ -142,3 +142,39 @@ async fn sigterm_exits_zero_and_a_second_process_cannot_share_the_directory() {
     server.signal(Signal::SIGTERM).unwrap();
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }
+
+/// The PostgreSQL URL from a mounted Secret file: an empty file stops the start
+/// with a message naming the file, before anything listens; giving the URL both
+/// ways is a usage error (exit 2).
+#[tokio::test]
+async fn database_url_file_problems_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("url");
+    std::fs::write(&url_file, "\n").unwrap();
+    let run = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-database"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--database-url-file"])
+            .arg(&url_file)
+            .args(extra)
+            .env_remove("QUARTET_DATABASE_URL")
+            .env_remove("QUARTET_DATABASE_URL_FILE")
+            .kill_on_drop(true);
+        command.output()
+    };
+
+    let empty = timeout(DEADLINE, run(&[])).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert_eq!(empty.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is empty"), "{stderr}");
+    assert!(stderr.contains(url_file.to_str().unwrap()), "{stderr}");
+    assert!(!String::from_utf8_lossy(&empty.stdout).contains("listening"));
+
+    let both = timeout(DEADLINE, run(&["--database-url", "postgres://db/quartet"]))
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}

@@ -79,11 +79,13 @@ impl Backend {
             Self::Redb(dir) => StoreOptions {
                 data_dir: dir.path().to_owned(),
                 database_url: None,
+                database_url_file: None,
                 change_retention: retention,
             },
             Self::Postgres { url, .. } => StoreOptions {
                 data_dir: "unused".into(),
                 database_url: Some(url.clone()),
+                database_url_file: None,
                 change_retention: retention,
             },
         }

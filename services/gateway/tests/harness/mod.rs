@@ -53,6 +53,7 @@ impl Services {
         let store = quartet_database::StoreOptions {
             data_dir: data.path().to_owned(),
             database_url,
+            database_url_file: None,
             change_retention: 1000,
         }
         .open()
