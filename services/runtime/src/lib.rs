@@ -12,6 +12,8 @@
 //!   works and reports the real port), serving and the shutdown sequence.
 //! - [`shutdown`]: [`Shutdown`] (signals, two phases) and the [`DrainSignal`]
 //!   services watch to close long-lived streams.
+//! - [`stream`]: [`UntilDrained`], the response stream of a long-lived call:
+//!   its source's items, until the first error or the drain's goodbye.
 //! - [`health`]: `grpc.health.v1.Health`, overall and per service.
 //! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
 //! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates),
@@ -48,6 +50,7 @@ pub mod served_methods;
 pub mod server;
 pub mod shutdown;
 pub mod status_names;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 
@@ -56,4 +59,5 @@ pub use health::{HealthRegistry, ServingStatus};
 pub use metrics::Metrics;
 pub use server::{BoundServer, GrpcServer, RunningServer, ServeError};
 pub use shutdown::{DrainSignal, Shutdown};
+pub use stream::UntilDrained;
 pub use telemetry::{LogFormat, TelemetryOptions};
