@@ -3,14 +3,14 @@
 
 use std::pin::Pin;
 
-use futures_util::{Stream, StreamExt as _, stream};
+use futures_util::{Stream, StreamExt as _};
 use quartet_proto::database::v1::{
     self as pb, CreatePersonRequest, DeletePersonRequest, DeletePersonResponse, GetPersonRequest,
     ImportFailure, ImportPeopleRequest, ImportPeopleResponse, ListPeopleRequest,
     ListPeopleResponse, PersonEvent, UpdatePersonRequest, WatchPeopleRequest,
     people_service_server::PeopleService,
 };
-use quartet_runtime::DrainSignal;
+use quartet_runtime::{DrainSignal, UntilDrained};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
     error::{DatabaseError, FieldError},
     listing::ListQuery,
     person::{NewPerson, Person, PersonFields, Timestamp, validate_id, validate_id_prefix},
-    store::{PeopleStore, WatchStream},
+    store::PeopleStore,
     write::Patch,
 };
 
@@ -90,34 +90,8 @@ impl PeopleHandler {
     }
 }
 
+/// The changes one `WatchPeople` call sends.
 type Events = Pin<Box<dyn Stream<Item = Result<PersonEvent, Status>> + Send>>;
-
-/// Where one WatchPeople stream stands.
-struct WatchState {
-    changes: WatchStream,
-    drain: DrainSignal,
-    ended: bool,
-}
-
-impl WatchState {
-    async fn next_event(mut self) -> Option<(Result<PersonEvent, Status>, Self)> {
-        if self.ended {
-            return None;
-        }
-        let event = tokio::select! {
-            biased;
-            () = self.drain.draining() => Err(Status::unavailable(
-                "server is shutting down; watch again from the last revision received",
-            )),
-            change = self.changes.next() => match change? {
-                Ok(change) => Ok(PersonEvent::from(change.as_ref())),
-                Err(error) => Err(Status::from(error)),
-            },
-        };
-        self.ended = event.is_err();
-        Some((event, self))
-    }
-}
 
 /// The running totals of one ImportPeople call.
 #[derive(Default)]
@@ -246,14 +220,14 @@ impl PeopleService for PeopleHandler {
             .store
             .watch(request.since_revision, request.id_prefix)
             .await?;
-        let state = WatchState {
-            changes,
-            drain: self.drain.clone(),
-            ended: false,
-        };
-        Ok(Response::new(Box::pin(stream::unfold(
-            state,
-            WatchState::next_event,
+        let events = changes.map(|change| match change {
+            Ok(change) => Ok(PersonEvent::from(change.as_ref())),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(UntilDrained::new(
+            events,
+            &self.drain,
+            || [Err(DatabaseError::ShuttingDown.into())],
         ))))
     }
 
@@ -265,10 +239,11 @@ impl PeopleService for PeopleHandler {
         let mut tally = ImportTally::default();
         while let Some(batch) = batches.message().await? {
             if batch.people.len() > MAX_IMPORT_BATCH {
-                return Err(Status::invalid_argument(format!(
-                    "people: {} in one batch, at most {MAX_IMPORT_BATCH}; earlier batches are committed",
+                let reason = format!(
+                    "{} in one batch, at most {MAX_IMPORT_BATCH}; earlier batches are committed",
                     batch.people.len()
-                )));
+                );
+                return Err(DatabaseError::from(FieldError::new("people", reason)).into());
             }
             let valid = tally.check(batch.people);
             let changes = self.store.import(valid).await?;
