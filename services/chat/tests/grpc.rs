@@ -555,10 +555,8 @@ async fn a_stream_that_never_joins_is_refused_when_it_closes() {
 
 #[tokio::test]
 async fn rooms_and_members_are_exported_as_gauges() {
-    let options = quartet_runtime::ServerOptions::default();
-    let metrics = options.metrics.clone();
     let server = quartet_chat::server_with_backplane(
-        options,
+        quartet_runtime::ServerOptions::default(),
         quartet_runtime::Shutdown::new(),
         ChatConfig::default(),
         &quartet_chat::BackplaneOptions::default(),
@@ -570,6 +568,7 @@ async fn rooms_and_members_are_exported_as_gauges() {
     .unwrap()
     .spawn()
     .unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.encode().contains("quartet_chat_rooms 0\n"),
         "{}",

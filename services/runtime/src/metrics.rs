@@ -7,6 +7,7 @@
 
 use std::{
     fmt,
+    io::Write as _,
     net::SocketAddr,
     sync::{Arc, Mutex, OnceLock, PoisonError},
 };
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use tonic::Code;
 use tracing::{info, warn};
 
-use crate::{shutdown::Shutdown, status_names::code_name};
+use crate::{ServeError, accept, shutdown::Shutdown, status_names::code_name};
 
 /// Labels of a finished call (named as go-grpc-prometheus names them).
 #[allow(clippy::struct_field_names)]
@@ -268,6 +269,26 @@ impl Metrics {
             warn!(error = %error, "cannot encode metrics");
         }
         text
+    }
+
+    /// Starts the process's `/metrics` endpoint on `listen` (`--metrics-listen`;
+    /// nothing when absent), and prints `metrics listening on ADDR` on stdout
+    /// like a server's announce line. Once per process, on the registry every
+    /// server of the process records into.
+    pub async fn start_endpoint(
+        &self,
+        listen: Option<SocketAddr>,
+        shutdown: &Shutdown,
+    ) -> Result<Option<SocketAddr>, ServeError> {
+        let Some(addr) = listen else {
+            return Ok(None);
+        };
+        let bound = self.serve(accept::bind(addr).await?, shutdown);
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "metrics listening on {bound}")
+            .and_then(|()| stdout.flush())
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Some(bound))
     }
 
     /// Serves `GET /metrics` on `listener` until shutdown is requested.

@@ -270,9 +270,8 @@ async fn leave(connection: RawConnection, mut call: RawCall, how: Leave) -> Opti
 #[tokio::test(flavor = "current_thread")]
 async fn a_unary_call_abandoned_before_its_message_is_cancelled() {
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
 
     for (done, how) in (1..).zip(EVERY_LEAVE) {
         let mut connection = RawConnection::open(server.local_addr()).await;
@@ -289,9 +288,8 @@ async fn a_unary_call_abandoned_before_its_message_is_cancelled() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_unary_call_abandoned_in_the_middle_of_its_message_is_cancelled() {
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
 
     for (done, how) in (1..).zip(EVERY_LEAVE) {
         let mut connection = RawConnection::open(server.local_addr()).await;
@@ -309,9 +307,8 @@ async fn a_unary_call_abandoned_in_the_middle_of_its_message_is_cancelled() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_stream_abandoned_after_its_first_answer_is_cancelled() {
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
 
     for (done, how) in (1..).zip(EVERY_LEAVE) {
         let mut connection = RawConnection::open(server.local_addr()).await;
@@ -338,9 +335,8 @@ async fn a_stream_abandoned_after_its_first_answer_is_cancelled() {
 
 #[tokio::test]
 async fn a_unary_call_without_a_message_is_invalid_argument() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     // END_STREAM on the headers, then on an empty DATA frame.
@@ -359,9 +355,8 @@ async fn a_unary_call_without_a_message_is_invalid_argument() {
 
 #[tokio::test]
 async fn a_truncated_message_is_invalid_argument() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     // The prefix promises more bytes than come before END_STREAM, or the stream
@@ -476,9 +471,8 @@ async fn made_up_methods_cannot_grow_the_scrape_or_the_logs() {
     const PATHS: u64 = 400;
     const PATH_LEN: usize = 8 * 1024;
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     let paths: Vec<String> = (0..PATHS)

@@ -175,9 +175,9 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 async fn metrics_count_calls_by_method_and_code() {
     let mut options = ServerOptions::default();
     options.limits.max_concurrent_calls = 1;
-    let metrics = options.metrics.clone();
     let probe = Probe::default();
     let server = start(options, probe.clone()).await;
+    let metrics = server.metrics().clone();
     let channel = channel(&server).await;
     let mut client = TransformServiceClient::new(channel.clone());
     client.transform(say("one")).await.unwrap();

@@ -674,8 +674,6 @@ async fn a_server_built_on_a_provider_of_our_own_serves_it() {
 
 #[tokio::test]
 async fn open_watches_are_exported_as_a_gauge() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
     let shutdown = Shutdown::new();
     let watches = OpenWatches::new(10);
     let handler = WeatherHandler::new(
@@ -683,12 +681,13 @@ async fn open_watches_are_exported_as_a_gauge() {
         shutdown.drain_signal(),
         watches.clone(),
     );
-    let server = quartet_weather::server_with_handler(options, shutdown, handler)
+    let server = quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
         .spawn()
         .unwrap();
+    let metrics = server.metrics().clone();
     let mut client = client(&server).await;
     let stream = client
         .watch_readings(WatchReadingsRequest {
