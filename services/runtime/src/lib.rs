@@ -33,14 +33,14 @@
 //!   endpoint; servers are given it when they are assembled.
 //! - [`reload`]: values rebuilt when their files change (certificates, tokens),
 //!   keeping the last good value or failing closed when the files do not load.
-//! - [`status_names`]: canonical gRPC code names for logs and messages.
-//! - [`client`]: the client side (credentials, TLS, tokens, trace context) the
-//!   CLI and the gateway share.
+//! - [`status_names`]: canonical gRPC code names for logs and messages (the
+//!   CLI and the gateway print them too).
+//!
+//! The client side (credentials, addresses, balancing) is `quartet-client`.
 
 mod accept;
 pub mod auth;
 pub mod call_trace;
-pub mod client;
 pub mod config;
 mod error;
 pub mod health;
