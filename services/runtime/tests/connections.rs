@@ -10,7 +10,8 @@ mod probe;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use probe::{DEADLINE, Probe, channel, check, say, start};
+use probe::{Probe, channel, check, say, start};
+use quartet_e2e::{DEADLINE, grpc::within};
 use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
 use quartet_runtime::{RunningServer, ServerOptions, ServingStatus};
 use tokio::{
@@ -214,16 +215,13 @@ async fn past_max_connections_new_ones_are_closed_at_once_and_open_ones_carry_on
 
     // The open connection's calls are untouched.
     let mut client = TransformServiceClient::new(open_channel.clone());
-    let answer = timeout(DEADLINE, client.transform(say("still served")))
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = within(client.transform(say("still served"))).await.unwrap();
     assert_eq!(answer.into_inner().text, "still served");
     check(&mut HealthClient::new(open_channel), "")
         .await
         .unwrap();
     probe.release.notify_one();
-    let held = timeout(DEADLINE, held_call).await.unwrap().unwrap();
+    let held = within(held_call).await.unwrap();
     assert_eq!(held.unwrap().into_inner().text, "wait");
 
     // Once a connection goes away its slot is free again; the server learns of

@@ -16,7 +16,8 @@ use h2::{
     Reason,
     client::{ResponseFuture, SendRequest},
 };
-use probe::{DEADLINE, LogBuffer, Probe, say, start};
+use probe::{LogBuffer, Probe, say, start};
+use quartet_e2e::DEADLINE;
 use quartet_proto::{
     chat::v1::{
         ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest, ListRoomsResponse,

@@ -8,14 +8,15 @@ mod probe;
 
 use std::{path::Path, time::Duration};
 
-use probe::{DEADLINE, LogBuffer, Probe, say, start};
+use probe::{LogBuffer, Probe, say, start};
+use quartet_e2e::{DEADLINE, grpc::within};
 use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
 use quartet_runtime::{RunningServer, ServerOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 use tonic::{
     Code, Request,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
@@ -112,14 +113,11 @@ async fn tls_serves_encrypted_calls_and_refuses_plaintext() {
     let port = server.local_addr().port();
 
     assert_eq!(
-        timeout(DEADLINE, call_over_tls(port, &ca, None))
-            .await
-            .unwrap()
-            .unwrap(),
+        within(call_over_tls(port, &ca, None)).await.unwrap(),
         "over tls"
     );
 
-    let plaintext = timeout(DEADLINE, async {
+    let plaintext = within(async {
         let channel = Channel::from_shared(server.url())
             .unwrap()
             .connect()
@@ -129,8 +127,7 @@ async fn tls_serves_encrypted_calls_and_refuses_plaintext() {
             .await;
         Ok::<_, tonic::transport::Error>(answer)
     })
-    .await
-    .unwrap();
+    .await;
     assert!(
         !matches!(plaintext, Ok(Ok(_))),
         "a plaintext call must not be served: {plaintext:?}"

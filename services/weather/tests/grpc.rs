@@ -7,17 +7,14 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use quartet_e2e::grpc::{failure, next, within};
 use quartet_proto::weather::v1::{
     GetReadingRequest, ListStationsRequest, Metric, Reading, ReadingSource, WatchReadingsRequest,
     weather_service_client::WeatherServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 use quartet_weather::{OpenWatches, WeatherHandler, WeatherOptions};
-use tokio::time::timeout;
 use tonic::{Code, Status, transport::Channel};
-
-/// Every test finishes well within this; a hang fails instead of stalling CI.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 fn sample_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/observations-sample.csv")
@@ -79,9 +76,8 @@ async fn read(
     client: &mut WeatherServiceClient<Channel>,
     request: GetReadingRequest,
 ) -> Result<Reading, Status> {
-    timeout(DEADLINE, client.get_reading(request))
+    within(client.get_reading(request))
         .await
-        .expect("call hung")
         .map(tonic::Response::into_inner)
 }
 
@@ -322,11 +318,7 @@ async fn watch_sends_a_reading_now_then_one_every_interval() {
         .into_inner();
     let mut received = Vec::new();
     for _ in 0..6 {
-        let reading = timeout(DEADLINE, readings.message())
-            .await
-            .expect("watch stalled")
-            .unwrap()
-            .unwrap();
+        let reading = next(&mut readings).await;
         assert_eq!(present(&reading), [Metric::Pressure]);
         received.push(reading);
     }
@@ -353,16 +345,8 @@ async fn watch_without_an_interval_reads_every_second() {
         .await
         .unwrap()
         .into_inner();
-    let first = timeout(DEADLINE, readings.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let second = timeout(DEADLINE, readings.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut readings).await;
+    let second = next(&mut readings).await;
     assert_eq!(present(&first), ALL);
     let gap = millis(&second) - millis(&first);
     // The first reading is taken before the schedule starts, so the gap is at
@@ -409,9 +393,8 @@ async fn bad_watches_fail_before_any_reading() {
         ),
     ];
     for (request, code) in cases {
-        let status = timeout(DEADLINE, client.watch_readings(request.clone()))
+        let status = within(client.watch_readings(request.clone()))
             .await
-            .unwrap()
             .unwrap_err();
         assert_eq!(status.code(), code, "{request:?}: {status:?}");
     }
@@ -422,11 +405,7 @@ async fn bad_watches_fail_before_any_reading() {
             .await
             .unwrap()
             .into_inner();
-        timeout(DEADLINE, readings.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        next(&mut readings).await;
     }
     server.stop().await.unwrap();
 }
@@ -440,16 +419,10 @@ async fn watch_ends_on_the_server_when_the_client_goes() {
         .await
         .unwrap()
         .into_inner();
-    timeout(DEADLINE, readings.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    next(&mut readings).await;
     assert_eq!(watches.count(), 1);
     drop(readings);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 0))
-        .await
-        .expect("the server kept the abandoned watch");
+    within(watches.wait_for(|open| *open == 0)).await;
     server.stop().await.unwrap();
 }
 
@@ -463,23 +436,16 @@ async fn watch_ends_with_unavailable_when_the_server_drains() {
         .await
         .unwrap()
         .into_inner();
-    timeout(DEADLINE, readings.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    next(&mut readings).await;
     server.shutdown().request();
-    let end = timeout(DEADLINE, readings.message())
-        .await
-        .expect("watch not told to close");
-    let status = end.unwrap_err();
+    let status = failure(&mut readings).await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains("reconnect"),
         "{}",
         status.message()
     );
-    timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+    within(server.stopped()).await.unwrap();
     assert_eq!(watches.count(), 0);
 }
 
@@ -498,20 +464,14 @@ async fn watches_past_the_cap_are_resource_exhausted_until_one_closes() {
         .await
         .unwrap()
         .into_inner();
-    timeout(DEADLINE, first.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    next(&mut first).await;
     let status = client
         .watch_readings(watch("lhasa", &[], hour))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     drop(first);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 1))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 1)).await;
     client
         .watch_readings(watch("lhasa", &[], hour))
         .await
@@ -630,16 +590,8 @@ mod observations {
             .await
             .unwrap()
             .into_inner();
-        let first = timeout(DEADLINE, readings.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let second = timeout(DEADLINE, readings.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let first = next(&mut readings).await;
+        let second = next(&mut readings).await;
         assert_eq!(first.observed_at, Some(at("2024-01-21T09:00:00Z")));
         assert_eq!(first, second);
         server.stop().await.unwrap();
@@ -698,18 +650,14 @@ async fn open_watches_are_exported_as_a_gauge() {
         .await
         .unwrap()
         .into_inner();
-    timeout(DEADLINE, watches.wait_for(|open| *open == 1))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 1)).await;
     assert!(
         metrics.encode().contains("quartet_weather_watches 1\n"),
         "{}",
         metrics.encode()
     );
     drop(stream);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 0))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 0)).await;
     assert!(metrics.encode().contains("quartet_weather_watches 0\n"));
     server.stop().await.unwrap();
 }

@@ -5,26 +5,20 @@
 use std::{
     pin::Pin,
     sync::{Arc, Mutex, OnceLock},
-    time::Duration,
 };
 
+use quartet_e2e::grpc::within;
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
     transform_service_server::{TransformService, TransformServiceServer},
 };
 use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
-use tokio::{
-    sync::{Notify, Semaphore},
-    time::timeout,
-};
+use tokio::sync::{Notify, Semaphore};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-/// Every test finishes well within this.
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A service whose behaviour each test picks through the request text.
 #[derive(Debug, Clone)]
@@ -47,9 +41,8 @@ impl Default for Probe {
 impl Probe {
     /// Waits until `count` "wait" calls have arrived.
     pub async fn arrivals(&self, count: u32) {
-        timeout(DEADLINE, self.arrived.acquire_many(count))
+        within(self.arrived.acquire_many(count))
             .await
-            .expect("calls never arrived")
             .unwrap()
             .forget();
     }
@@ -123,14 +116,10 @@ pub async fn check(
     health: &mut HealthClient<Channel>,
     service: &str,
 ) -> Result<ServingStatus, Status> {
-    let response = timeout(
-        DEADLINE,
-        health.check(HealthCheckRequest {
-            service: service.into(),
-        }),
-    )
-    .await
-    .expect("health check hung")?;
+    let response = within(health.check(HealthCheckRequest {
+        service: service.into(),
+    }))
+    .await?;
     Ok(response.into_inner().status())
 }
 
