@@ -4,11 +4,20 @@
 
 use std::{fmt::Debug, future::IntoFuture};
 
-use tokio::time::timeout;
+use tokio::{sync::mpsc, time::timeout};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
 
 use crate::DEADLINE;
+
+/// Requests a test sends one at a time, on a stream that stays open until the
+/// sender is dropped.
+pub fn request_stream<T>() -> (mpsc::Sender<T>, ReceiverStream<T>) {
+    // A test sends a few requests and reads their answers in between.
+    let (sender, receiver) = mpsc::channel(4);
+    (sender, ReceiverStream::new(receiver))
+}
 
 /// What `future` gives, within [`DEADLINE`].
 ///

@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`ServerProcess`]: a child process started with stdout piped, and the
 //!   addresses it announced (`<name> listening on ADDR`); [`exit_of`]: how a
-//!   command that is expected to stop stops.
+//!   command that is expected to stop stops ([`assert_usage_error`] for bad
+//!   flags).
 //! - [`grpc`]: waits on calls, stream messages and health, bounded by
 //!   [`DEADLINE`].
 //! - [`external`]: the external services a test needs (PostgreSQL, NATS),
@@ -74,6 +75,21 @@ pub async fn exit_of(command: &mut Command) -> Result<Exit, HarnessError> {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
+}
+
+/// Runs `command`, which must refuse its flags as clap does: exit code 2 and a
+/// message naming `flag`.
+///
+/// # Panics
+/// When it does anything else, or cannot be run within [`DEADLINE`].
+pub async fn assert_usage_error(command: &mut Command, flag: &str) {
+    match exit_of(command).await {
+        Ok(exit) => assert!(
+            exit.code == Some(2) && exit.stderr.contains(flag),
+            "not a usage error about {flag}: {exit:?}"
+        ),
+        Err(error) => panic!("cannot run the command: {error}"),
+    }
 }
 
 /// A server binary running for a test, killed when dropped.

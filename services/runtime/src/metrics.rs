@@ -234,27 +234,24 @@ impl Metrics {
     /// Adds a service's own metric (a gauge of rooms, a histogram of batch
     /// sizes) under `quartet_<name>`.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        registry
-            .sub_registry_with_prefix("quartet")
-            .register(name, help, metric);
+        self.with_services_registry(|registry| registry.register(name, help, metric));
     }
 
     /// Adds a service's collector, which computes its metrics at scrape time
     /// (rooms and members counted from the live state, say), under `quartet_`.
     pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.with_services_registry(|registry| registry.register_collector(collector));
+    }
+
+    /// Runs `add` on the part of the registry where services' own metrics go,
+    /// under the `quartet_` prefix.
+    fn with_services_registry(&self, add: impl FnOnce(&mut Registry)) {
         let mut registry = self
             .inner
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        registry
-            .sub_registry_with_prefix("quartet")
-            .register_collector(collector);
+        add(registry.sub_registry_with_prefix("quartet"));
     }
 
     /// The Prometheus text exposition of every metric.

@@ -137,32 +137,38 @@ mod tests {
         ServedMethods::of_server(&[quartet_proto::FILE_DESCRIPTOR_SET], &[TRANSFORM]).unwrap()
     }
 
+    /// Those of `paths` that a transform server serves.
+    fn served_among<'a>(paths: &[&'a str]) -> Vec<&'a str> {
+        let served = transform_server();
+        paths
+            .iter()
+            .copied()
+            .filter(|path| served.get(path).is_some())
+            .collect()
+    }
+
     #[test]
     fn hosted_services_health_and_reflection_are_served() {
-        let served = transform_server();
-        for path in [
+        let paths = [
             "/quartet.transform.v1.TransformService/Transform",
             "/quartet.transform.v1.TransformService/TransformStream",
             "/grpc.health.v1.Health/Check",
             "/grpc.health.v1.Health/Watch",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ] {
-            assert!(served.get(path).is_some(), "{path}");
-        }
+        ];
+        assert_eq!(served_among(&paths), paths);
     }
 
     #[test]
     fn other_services_of_the_same_descriptors_are_not_served() {
-        let served = transform_server();
-        for path in [
+        let served = served_among(&[
             "/quartet.database.v1.PeopleService/GetPerson",
             "/quartet.transform.v1.TransformService/Nope",
             "/quartet.transform.v1.TransformService",
             "",
-        ] {
-            assert!(served.get(path).is_none(), "{path}");
-        }
+        ]);
+        assert!(served.is_empty(), "{served:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod probe;
 
 use std::time::{Duration, Instant};
 
-use probe::{Probe, channel, check, say, start};
+use probe::{Probe, channel, check, echo, say, start};
 use quartet_e2e::grpc::within;
 use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
 use quartet_runtime::{ServerOptions, ServingStatus};
@@ -57,15 +57,7 @@ async fn calls_past_the_in_flight_limit_are_refused_at_once_and_health_still_ans
     for call in held {
         within(call).await.unwrap().unwrap();
     }
-    assert_eq!(
-        client
-            .transform(say("room again"))
-            .await
-            .unwrap()
-            .into_inner()
-            .text,
-        "room again"
-    );
+    assert_eq!(echo(&mut client, "room again").await.unwrap(), "room again");
     server.stop().await.unwrap();
 }
 
@@ -141,15 +133,7 @@ async fn a_rapid_reset_flood_ends_in_goaway() {
     assert_eq!(goaway, ENHANCE_YOUR_CALM);
 
     let mut client = TransformServiceClient::new(channel(&server).await);
-    assert_eq!(
-        client
-            .transform(say("still fine"))
-            .await
-            .unwrap()
-            .into_inner()
-            .text,
-        "still fine"
-    );
+    assert_eq!(echo(&mut client, "still fine").await.unwrap(), "still fine");
     server.stop().await.unwrap();
 }
 

@@ -20,7 +20,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, health_client::Heal
 
 mod probe;
 
-use probe::{LogBuffer, Probe, channel, check, say, start};
+use probe::{LogBuffer, Probe, channel, check, echo, open_echo_stream, say, start};
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
@@ -53,53 +53,40 @@ mod reflection {
     use super::*;
     use tonic_reflection::pb::{v1, v1alpha};
 
-    async fn services_v1(channel: Channel) -> BTreeSet<String> {
-        use v1::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    /// `list_services!(name, version)` defines `name`, the services a server's
+    /// reflection of `version` lists: the two versions' generated types differ
+    /// only in their module.
+    macro_rules! list_services {
+        ($name:ident, $version:ident) => {
+            async fn $name(channel: Channel) -> BTreeSet<String> {
+                use $version::{
+                    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                    server_reflection_request::MessageRequest,
+                    server_reflection_response::MessageResponse,
+                };
+                let request = ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                };
+                let mut responses = ServerReflectionClient::new(channel)
+                    .server_reflection_info(tokio_stream::once(request))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                match next(&mut responses).await.message_response {
+                    Some(MessageResponse::ListServicesResponse(list)) => list
+                        .service
+                        .into_iter()
+                        .map(|service| service.name)
+                        .collect(),
+                    other => panic!("unexpected reflection answer {other:?}"),
+                }
+            }
         };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        match responses.message().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list
-                .service
-                .into_iter()
-                .map(|service| service.name)
-                .collect(),
-            other => panic!("unexpected reflection answer {other:?}"),
-        }
     }
 
-    async fn services_v1alpha(channel: Channel) -> BTreeSet<String> {
-        use v1alpha::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        match responses.message().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list
-                .service
-                .into_iter()
-                .map(|service| service.name)
-                .collect(),
-            other => panic!("unexpected reflection answer {other:?}"),
-        }
-    }
+    list_services!(services_v1, v1);
+    list_services!(services_v1alpha, v1alpha);
 
     #[tokio::test]
     async fn both_versions_list_exactly_the_hosted_services() {
@@ -215,14 +202,7 @@ async fn the_drain_timeout_cuts_streams_that_ignore_the_drain() {
     let addr = server.local_addr();
     let mut client = TransformServiceClient::new(channel(&server).await);
 
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let mut echoes = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    sender.send(say("ping")).await.unwrap();
-    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+    let (_sender, _echoes) = open_echo_stream(&mut client).await;
 
     let started = Instant::now();
     within(server.stop()).await.unwrap();
@@ -306,27 +286,12 @@ async fn connections_past_their_max_age_are_closed_so_clients_rebalance() {
     let mut client = TransformServiceClient::new(channel(&server).await);
 
     // A stream that never ends by itself is cut once its connection is too old.
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let mut echoes = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    sender.send(say("ping")).await.unwrap();
-    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+    let (_sender, mut echoes) = open_echo_stream(&mut client).await;
     let started = Instant::now();
     let end = within(echoes.message()).await;
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // A new call gets a fresh connection and is served.
-    assert_eq!(
-        client
-            .transform(say("again"))
-            .await
-            .unwrap()
-            .into_inner()
-            .text,
-        "again"
-    );
+    assert_eq!(echo(&mut client, "again").await.unwrap(), "again");
     server.stop().await.unwrap();
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use quartet_e2e::{
-    ServerProcess, Signal, exit_of,
-    grpc::{failure, next, watch_health},
+    ServerProcess, Signal, assert_usage_error, exit_of,
+    grpc::{failure, next, request_stream, watch_health},
 };
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, transform_service_client::TransformServiceClient,
@@ -47,13 +47,13 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
     let mut watch = watch_health(channel, "").await;
     assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
 
-    let (requests, receiver) = tokio::sync::mpsc::channel(1);
+    let (sender, requests) = request_stream();
     let mut answers = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .transform_stream(requests)
         .await
         .unwrap()
         .into_inner();
-    requests
+    sender
         .send(TransformRequest {
             operation: Operation::Reverse.into(),
             text: "abc".into(),
@@ -68,16 +68,16 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
     assert_eq!(failure(&mut answers).await.code(), Code::Unavailable);
 
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
-    drop(requests);
+    drop(sender);
 }
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_code_two() {
-    let exit = exit_of(transform().args(["--request-timeout", "soon"]))
-        .await
-        .unwrap();
-    assert_eq!(exit.code, Some(2));
-    assert!(exit.stderr.contains("--request-timeout"), "{exit:?}");
+    assert_usage_error(
+        transform().args(["--request-timeout", "soon"]),
+        "--request-timeout",
+    )
+    .await;
 }
 
 #[tokio::test]

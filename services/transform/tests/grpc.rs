@@ -4,7 +4,7 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quartet_e2e::grpc::{failure, next, within};
+use quartet_e2e::grpc::{failure, next, request_stream, within};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
@@ -270,9 +270,9 @@ async fn stream_ends_with_unavailable_when_the_server_drains() {
     let server = start(ServerOptions::default()).await;
     let mut client = client(&server).await;
 
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let (sender, requests) = request_stream();
     let mut responses = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .transform_stream(requests)
         .await
         .unwrap()
         .into_inner();

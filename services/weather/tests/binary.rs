@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use quartet_e2e::{
-    ServerProcess, Signal, exit_of,
+    ServerProcess, Signal, assert_usage_error, exit_of,
     grpc::{failure, next},
 };
 use quartet_proto::weather::v1::{
@@ -115,9 +115,5 @@ async fn a_bad_observations_file_stops_the_start_naming_line_and_column() {
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_code_two() {
-    let exit = exit_of(weather().args(["--max-watches", "many"]))
-        .await
-        .unwrap();
-    assert_eq!(exit.code, Some(2));
-    assert!(exit.stderr.contains("--max-watches"), "{exit:?}");
+    assert_usage_error(weather().args(["--max-watches", "many"]), "--max-watches").await;
 }

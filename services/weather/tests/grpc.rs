@@ -43,13 +43,17 @@ async fn start_counting(limit: usize) -> (RunningServer, OpenWatches) {
         shutdown.drain_signal(),
         watches.clone(),
     );
-    let server = quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
+    (start_handler(shutdown, handler).await, watches)
+}
+
+/// A server hosting `handler`, which watches `shutdown`'s drain.
+async fn start_handler(shutdown: Shutdown, handler: WeatherHandler) -> RunningServer {
+    quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
         .bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
         .spawn()
-        .unwrap();
-    (server, watches)
+        .unwrap()
 }
 
 async fn client(server: &RunningServer) -> WeatherServiceClient<Channel> {
@@ -610,12 +614,7 @@ async fn a_server_built_on_a_provider_of_our_own_serves_it() {
         .unwrap(),
     );
     let handler = WeatherHandler::new(provider, shutdown.drain_signal(), OpenWatches::new(1));
-    let server = quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = start_handler(shutdown, handler).await;
     let reading = read(&mut client(&server).await, get("reykjavik", &[], None))
         .await
         .unwrap();
@@ -626,19 +625,7 @@ async fn a_server_built_on_a_provider_of_our_own_serves_it() {
 
 #[tokio::test]
 async fn open_watches_are_exported_as_a_gauge() {
-    let shutdown = Shutdown::new();
-    let watches = OpenWatches::new(10);
-    let handler = WeatherHandler::new(
-        WeatherOptions::default().provider().unwrap(),
-        shutdown.drain_signal(),
-        watches.clone(),
-    );
-    let server = quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let (server, watches) = start_counting(10).await;
     let metrics = server.metrics().clone();
     let mut client = client(&server).await;
     let stream = client

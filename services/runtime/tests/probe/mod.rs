@@ -7,13 +7,14 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use quartet_e2e::grpc::within;
+use quartet_e2e::grpc::{next, request_stream, within};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
+    transform_service_client::TransformServiceClient,
     transform_service_server::{TransformService, TransformServiceServer},
 };
 use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming, transport::Channel};
 use tonic_health::pb::{
@@ -110,6 +111,31 @@ pub fn say(text: &str) -> TransformRequest {
         operation: 1,
         text: text.into(),
     }
+}
+
+/// What the probe answers `text` (itself, unless it is one of the words that
+/// steer it), or the status it refuses it with.
+pub async fn echo(
+    client: &mut TransformServiceClient<Channel>,
+    text: &str,
+) -> Result<String, Status> {
+    let answer = within(client.transform(say(text))).await?;
+    Ok(answer.into_inner().text)
+}
+
+/// A `TransformStream` call the probe has echoed "ping" on, and the sender
+/// that keeps it open: the probe never ends it by itself.
+pub async fn open_echo_stream(
+    client: &mut TransformServiceClient<Channel>,
+) -> (mpsc::Sender<TransformRequest>, Streaming<TransformResponse>) {
+    let (sender, requests) = request_stream();
+    let mut echoes = within(client.transform_stream(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    sender.send(say("ping")).await.unwrap();
+    assert_eq!(next(&mut echoes).await.text, "ping");
+    (sender, echoes)
 }
 
 pub async fn check(
