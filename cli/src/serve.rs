@@ -102,10 +102,7 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
     }
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
     // Every server below records into this registry.
-    let metrics = Metrics::new();
-    metrics
-        .start_endpoint(args.server.metrics_listen, &shutdown)
-        .await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
 
     // Bind everything first: a taken port fails the command before anything serves.
     let mut bound: Vec<BoundServer> = Vec::new();

@@ -27,10 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-database", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    let metrics = Metrics::new();
-    metrics
-        .start_endpoint(args.server.metrics_listen, &shutdown)
-        .await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let store = args
         .store
         .open()

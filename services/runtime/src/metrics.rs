@@ -268,24 +268,24 @@ impl Metrics {
         text
     }
 
-    /// Starts the process's `/metrics` endpoint on `listen` (`--metrics-listen`;
-    /// nothing when absent), and prints `metrics listening on ADDR` on stdout
-    /// like a server's announce line. Once per process, on the registry every
-    /// server of the process records into.
-    pub async fn start_endpoint(
-        &self,
+    /// The registry of this process, which every server in it records into,
+    /// served on `listen` (`--metrics-listen`) when it is given, with
+    /// `metrics listening on ADDR` printed on stdout like a server's announce
+    /// line. Once per process; tests use [`Metrics::new`] or a server's own.
+    pub async fn for_process(
         listen: Option<SocketAddr>,
         shutdown: &Shutdown,
-    ) -> Result<Option<SocketAddr>, ServeError> {
+    ) -> Result<Self, ServeError> {
+        let metrics = Self::new();
         let Some(addr) = listen else {
-            return Ok(None);
+            return Ok(metrics);
         };
-        let bound = self.serve(accept::bind(addr).await?, shutdown);
+        let bound = metrics.serve(accept::bind(addr).await?, shutdown);
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "metrics listening on {bound}")
             .and_then(|()| stdout.flush())
             .map_err(|source| ServeError::Bind { addr, source })?;
-        Ok(Some(bound))
+        Ok(metrics)
     }
 
     /// Serves `GET /metrics` on `listener` until shutdown is requested.

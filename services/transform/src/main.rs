@@ -25,10 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-transform", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    let metrics = Metrics::new();
-    metrics
-        .start_endpoint(args.server.metrics_listen, &shutdown)
-        .await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let server = quartet_transform::server(args.server, shutdown)
         .record_into(&metrics)
         .bind(args.listen)
