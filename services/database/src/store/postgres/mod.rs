@@ -61,14 +61,6 @@ fn failure(error: &tokio_postgres::Error) -> DatabaseError {
     }
 }
 
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
 /// The PostgreSQL backend.
 #[derive(Clone)]
 pub struct PostgresBackend {
@@ -110,7 +102,9 @@ impl PostgresBackend {
             .build()
             .map_err(unavailable)?;
         let mut client = pool.get().await.map_err(unavailable)?;
-        schema::migrate(&mut client).await?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(|error| failure(&error))?;
         let schema: String = client
             .query_one("SELECT current_schema()", &[])
             .await

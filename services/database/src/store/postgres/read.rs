@@ -6,8 +6,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::{
     failure,
-    schema::{PERSON_COLUMNS, change_from_row, person_from_row},
-    to_i64, to_u64,
+    schema::{PERSON_COLUMNS, change_from_row, person_from_row, to_i64, to_u64},
 };
 use crate::{
     change::Change,

@@ -5,7 +5,6 @@ use std::time::SystemTime;
 use tokio_postgres::{Row, types::ToSql};
 use tracing::info;
 
-use super::{failure, to_i64, to_u64};
 use crate::{
     change::{Change, ChangeKind},
     error::DatabaseError,
@@ -50,42 +49,41 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 pub(super) const PERSON_COLUMNS: &str = "id, name, email, age, version, create_time, update_time";
 
 /// Applies the migrations this database has not seen yet.
-pub(super) async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), DatabaseError> {
-    let run = async {
-        let txn = client.transaction().await?;
-        txn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.quartet_migrations'))",
-            &[],
-        )
-        .await?;
-        txn.batch_execute(
-            "CREATE TABLE IF NOT EXISTS quartet_migrations (
-                 version integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await?;
-        let applied: Vec<i32> = txn
-            .query("SELECT version FROM quartet_migrations", &[])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            txn.batch_execute(sql).await?;
-            txn.execute(
-                "INSERT INTO quartet_migrations (version) VALUES ($1)",
-                &[version],
-            )
-            .await?;
-            info!(version, "applied database migration");
+pub(super) async fn migrate(
+    client: &mut deadpool_postgres::Object,
+) -> Result<(), tokio_postgres::Error> {
+    let txn = client.transaction().await?;
+    txn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.quartet_migrations'))",
+        &[],
+    )
+    .await?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS quartet_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<i32> = txn
+        .query("SELECT version FROM quartet_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
         }
-        txn.commit().await
-    };
-    run.await.map_err(|error| failure(&error))
+        txn.batch_execute(sql).await?;
+        txn.execute(
+            "INSERT INTO quartet_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        info!(version, "applied database migration");
+    }
+    txn.commit().await
 }
 
 /// The person in a row of `people`, or in a row of `people_changes`.
@@ -132,6 +130,16 @@ pub(super) fn kind_code(kind: ChangeKind) -> i16 {
         ChangeKind::Updated => 2,
         ChangeKind::Deleted => 3,
     }
+}
+
+/// A count or a version as a `bigint` column holds it.
+pub(super) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` column as the count or version it holds.
+pub(super) fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
 
 /// People as column arrays, for `UNNEST`.

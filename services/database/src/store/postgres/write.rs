@@ -10,8 +10,7 @@ use tokio_postgres::{error::SqlState, types::ToSql};
 
 use super::{
     failure,
-    schema::{PERSON_COLUMNS, PersonArrays, kind_code, person_from_row},
-    to_i64, to_u64,
+    schema::{PERSON_COLUMNS, PersonArrays, kind_code, person_from_row, to_i64, to_u64},
 };
 use crate::{
     change::{Change, ChangeKind, PendingChange},
