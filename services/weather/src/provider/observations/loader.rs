@@ -7,12 +7,23 @@ use std::{io, path::Path};
 use csv::{ReaderBuilder, StringRecord, Trim};
 use jiff::Timestamp;
 
-use super::{Record, cell};
+use super::cell;
 use crate::{
     error::{FileLocation, WeatherError},
     provider::{ByStation, catalogue},
     reading::{Metric, Station},
 };
+
+/// One observation: a row of the file, once its station is known.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Record {
+    /// When it was observed.
+    pub(super) at: Timestamp,
+    pub(super) min_temperature_c: Option<f64>,
+    pub(super) max_temperature_c: Option<f64>,
+    pub(super) pressure_hpa: Option<f64>,
+    pub(super) rainfall_mm: Option<f64>,
+}
 
 /// What each header column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use std::{fs::File, io, path::Path};
 
 use jiff::Timestamp;
 
-use self::loader::Loader;
+use self::loader::{Loader, Record};
 use super::{ByStation, ReadingProvider};
 use crate::{
     error::WeatherError,
@@ -42,16 +42,6 @@ use crate::{
 pub struct ObservationsProvider {
     /// The stations that have records, each with its records sorted by time.
     records: ByStation<Vec<Record>>,
-}
-
-/// One row of the file.
-#[derive(Debug, Clone, PartialEq)]
-struct Record {
-    at: Timestamp,
-    min_temperature_c: Option<f64>,
-    max_temperature_c: Option<f64>,
-    pressure_hpa: Option<f64>,
-    rainfall_mm: Option<f64>,
 }
 
 impl ObservationsProvider {
