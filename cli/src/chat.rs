@@ -21,8 +21,8 @@ use std::{
 use anyhow::Context as _;
 use clap::Args;
 use quartet_proto::chat::v1::{
-    ClientEvent, Join, Leave, LeaveReason, NoticeKind, Say, ServerEvent,
-    chat_service_client::ChatServiceClient, client_event, server_event::Event,
+    ClientEvent, Join, Leave, LeaveReason, NoticeKind, Say, ServerEvent, client_event,
+    server_event::Event,
 };
 use quartet_runtime::status_names::code_name;
 use rustyline::{DefaultEditor, ExternalPrinter as _, error::ReadlineError};
@@ -32,8 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
 use crate::{
-    cli::ClientOptions,
-    connect::connect,
+    client::ClientOptions,
     output::{OutputFormat, Printer},
 };
 
@@ -318,13 +317,7 @@ async fn join(
     client: &ClientOptions,
     progress: &Progress,
 ) -> Result<(mpsc::Sender<ClientEvent>, Streaming<ServerEvent>), Status> {
-    let channel = connect(
-        &client.chat_addr,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
+    let mut chat = client.connect_chat().await?;
     let (outbox, outgoing) = mpsc::channel(OUTBOX);
     let join = ClientEvent {
         event: Some(client_event::Event::Join(Join {
@@ -335,13 +328,10 @@ async fn join(
     };
     // The receiver is alive: the send cannot fail.
     let _ = outbox.send(join).await;
-    let events = tokio::time::timeout(
-        client.timeout,
-        ChatServiceClient::new(channel).chat(ReceiverStream::new(outgoing)),
-    )
-    .await
-    .map_err(|_| Status::deadline_exceeded("no answer to Join"))??
-    .into_inner();
+    let events = tokio::time::timeout(client.timeout, chat.chat(ReceiverStream::new(outgoing)))
+        .await
+        .map_err(|_| Status::deadline_exceeded("no answer to Join"))??
+        .into_inner();
     Ok((outbox, events))
 }
 

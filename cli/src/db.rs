@@ -22,8 +22,7 @@ use tonic::Code;
 use tracing::warn;
 
 use crate::{
-    cli::ClientOptions,
-    connect::{Connection, connect, retry_read},
+    client::{ClientOptions, Connection},
     failure::CALL_FAILED,
     output::{OutputFormat, Printer},
     table::Table,
@@ -192,38 +191,23 @@ fn print_people(format: OutputFormat, people: &[Person]) -> std::io::Result<()> 
     }
 }
 
-fn with_timeout<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
-}
-
 /// One person, with one more try on another endpoint if the first was
 /// unavailable (a read changes nothing).
 async fn get_person(
+    client: &ClientOptions,
     people: &PeopleServiceClient<Connection>,
-    id: &str,
-    timeout: Duration,
+    id: String,
 ) -> Result<Person, tonic::Status> {
-    let person = retry_read(|| {
-        let mut people = people.clone();
-        let request = with_timeout(GetPersonRequest { id: id.to_owned() }, timeout);
-        async move { people.get_person(request).await }
-    })
-    .await?;
-    Ok(person.into_inner())
+    let request = GetPersonRequest { id };
+    client
+        .read(people, &request, |mut people, request| async move {
+            people.get_person(request).await
+        })
+        .await
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(
-        &client.database_addr,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
-    let mut people = PeopleServiceClient::new(channel);
-    let timeout = client.timeout;
+    let mut people = client.connect_database().await?;
     let format = client.output;
     match args.command {
         DbCommand::Create {
@@ -242,11 +226,11 @@ pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<
             let request = CreatePersonRequest {
                 person: Some(person),
             };
-            let created = people.create_person(with_timeout(request, timeout)).await?;
+            let created = people.create_person(client.request(request)).await?;
             print_people(format, &[created.into_inner()])?;
         }
         DbCommand::Get { id } => {
-            print_people(format, &[get_person(&people, &id, timeout).await?])?;
+            print_people(format, &[get_person(client, &people, id).await?])?;
         }
         DbCommand::Update {
             id,
@@ -278,27 +262,23 @@ pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<
                 update_mask: Some(prost_types::FieldMask { paths }),
                 expected_version,
             };
-            let updated = people.update_person(with_timeout(request, timeout)).await?;
+            let updated = people.update_person(client.request(request)).await?;
             print_people(format, &[updated.into_inner()])?;
         }
         DbCommand::Delete {
             id,
             expected_version,
         } => {
-            let deleted = people
-                .delete_person(with_timeout(
-                    DeletePersonRequest {
-                        id,
-                        expected_version,
-                    },
-                    timeout,
-                ))
-                .await?
-                .into_inner();
+            let request = DeletePersonRequest {
+                id,
+                expected_version,
+            };
+            let deleted = people.delete_person(client.request(request)).await?;
+            let deleted = deleted.into_inner();
             print_people(format, &deleted.person.into_iter().collect::<Vec<_>>())?;
         }
         DbCommand::List { prefix, limit } => {
-            let found = list(&mut people, prefix, limit, timeout).await?;
+            let found = list(client, &people, prefix, limit).await?;
             print_people(format, &found)?;
         }
         DbCommand::Watch { prefix, since } => {
@@ -313,10 +293,10 @@ pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<
 }
 
 async fn list(
-    people: &mut PeopleServiceClient<Connection>,
+    client: &ClientOptions,
+    people: &PeopleServiceClient<Connection>,
     prefix: String,
     limit: Option<usize>,
-    timeout: Duration,
 ) -> anyhow::Result<Vec<Person>> {
     let limit = limit.unwrap_or(usize::MAX);
     let mut found = Vec::new();
@@ -328,13 +308,11 @@ async fn list(
             page_token: token,
             id_prefix: prefix.clone(),
         };
-        let page = retry_read(|| {
-            let mut people = people.clone();
-            let request = with_timeout(request.clone(), timeout);
-            async move { people.list_people(request).await }
-        })
-        .await?
-        .into_inner();
+        let page = client
+            .read(people, &request, |mut people, request| async move {
+                people.list_people(request).await
+            })
+            .await?;
         found.extend(page.people);
         if page.next_page_token.is_empty() {
             break;
@@ -395,7 +373,7 @@ async fn watch(
             id_prefix: prefix.clone(),
         };
         people
-            .list_people(with_timeout(request, client.timeout))
+            .list_people(client.request(request))
             .await?
             .into_inner()
             .revision

@@ -1,8 +1,9 @@
 //! `quartet`: the one command line for every Quartet service.
 //!
 //! # Layout
-//! - `cli`: the clap definition of every command and global flag.
-//! - `connect`: turning an address flag into a tonic channel, with timeouts.
+//! - `cli`: the command line as clap parses it; hands each command to its module.
+//! - `client`: the flags every client command shares, a connection per
+//!   service, and the timeout of unary calls.
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
 //! - `table`: aligned text tables.
@@ -12,7 +13,7 @@
 mod bench;
 mod chat;
 mod cli;
-mod connect;
+mod client;
 mod db;
 mod failure;
 mod health;

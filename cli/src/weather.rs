@@ -15,8 +15,7 @@ use serde::Serialize;
 use tonic::{Code, Status};
 
 use crate::{
-    cli::ClientOptions,
-    connect::{Connection, connect, retry_read},
+    client::{ClientOptions, Connection},
     failure::UsageError,
     output::{Printer, notice},
 };
@@ -133,17 +132,17 @@ pub(crate) async fn run(client: &ClientOptions, args: WeatherArgs) -> anyhow::Re
 }
 
 async fn list_stations(
-    service: &mut WeatherServiceClient<Connection>,
-    timeout: Duration,
+    client: &ClientOptions,
+    service: &WeatherServiceClient<Connection>,
 ) -> Result<Vec<pb::Station>, Status> {
-    let answer = retry_read(|| {
-        let mut service = service.clone();
-        let mut request = tonic::Request::new(ListStationsRequest {});
-        request.set_timeout(timeout);
-        async move { service.list_stations(request).await }
-    })
-    .await?;
-    Ok(answer.into_inner().stations)
+    let answer = client
+        .read(
+            service,
+            &ListStationsRequest {},
+            |mut service, request| async move { service.list_stations(request).await },
+        )
+        .await?;
+    Ok(answer.stations)
 }
 
 #[derive(Serialize)]
@@ -158,14 +157,8 @@ struct StationJson<'a> {
 }
 
 async fn stations(client: &ClientOptions, printer: &Printer) -> anyhow::Result<()> {
-    let channel = connect(
-        &client.weather_addr,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
-    let stations = list_stations(&mut WeatherServiceClient::new(channel), client.timeout).await?;
+    let service = client.connect_weather().await?;
+    let stations = list_stations(client, &service).await?;
     let id_width = column_width(stations.iter().map(|station| station.id.as_str()), "ID");
     let name_width = column_width(stations.iter().map(|station| station.name.as_str()), "NAME");
     printer.heading(&format!(
@@ -249,15 +242,8 @@ async fn get(
     metrics: &MetricArgs,
     at: Option<&str>,
 ) -> anyhow::Result<()> {
-    let channel = connect(
-        &client.weather_addr,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
-    let mut service = WeatherServiceClient::new(channel);
-    let stations = list_stations(&mut service, client.timeout).await?;
+    let service = client.connect_weather().await?;
+    let stations = list_stations(client, &service).await?;
     let zone = zone_of(&stations, &station);
     let at = at.map(|text| parse_time(text, &zone)).transpose()?;
     let message = GetReadingRequest {
@@ -265,14 +251,11 @@ async fn get(
         metrics: metrics.to_proto(),
         at: at.map(to_proto_time),
     };
-    let reading = retry_read(|| {
-        let mut service = service.clone();
-        let mut request = tonic::Request::new(message.clone());
-        request.set_timeout(client.timeout);
-        async move { service.get_reading(request).await }
-    })
-    .await?
-    .into_inner();
+    let reading = client
+        .read(&service, &message, |mut service, request| async move {
+            service.get_reading(request).await
+        })
+        .await?;
     let name = stations
         .iter()
         .find(|candidate| candidate.id == reading.station_id)
@@ -458,16 +441,8 @@ async fn watch(
     request: WatchReadingsRequest,
     count: Option<u64>,
 ) -> anyhow::Result<()> {
-    let address = &client.weather_addr;
-    let channel = connect(
-        address,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
-    let mut service = WeatherServiceClient::new(channel);
-    let stations = list_stations(&mut service, client.timeout).await?;
+    let service = client.connect_weather().await?;
+    let stations = list_stations(client, &service).await?;
     let zone = zone_of(&stations, &request.station_id);
     let mut readings_printed = 0_u64;
     let mut backoff = Backoff::new();
@@ -475,15 +450,8 @@ async fn watch(
     let mut service = Some(service);
     loop {
         let Some(mut current) = service.take() else {
-            match connect(
-                address,
-                client.timeout,
-                &client.credentials,
-                &client.resolution,
-            )
-            .await
-            {
-                Ok(channel) => service = Some(WeatherServiceClient::new(channel)),
+            match client.connect_weather().await {
+                Ok(reconnected) => service = Some(reconnected),
                 Err(status) => wait_to_resume(&status, &mut backoff).await,
             }
             continue;
