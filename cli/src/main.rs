@@ -4,6 +4,8 @@
 //! - `cli`: the command line as clap parses it; hands each command to its module.
 //! - `client`: the flags every client command shares, a connection per
 //!   service, and the timeout of unary calls.
+//! - `resume`: the one resume policy of watched streams (transient codes,
+//!   backoff with jitter).
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
 //! - `table`: aligned text tables.
@@ -18,6 +20,7 @@ mod db;
 mod failure;
 mod health;
 mod output;
+mod resume;
 mod serve;
 mod table;
 mod transform;

@@ -11,14 +11,16 @@
 //! so nothing is shown twice and nothing is lost silently (what the server no
 //! longer has arrives as a Gap).
 //!
-//! - `session`: one stream (join, talk, until it ends) and the pause before a
-//!   rejoin.
+//! - `session`: one stream: join, talk, until it ends.
+//! - `rejoin`: when to rejoin after a break (the CLI's resume policy, plus a
+//!   nick still held by our previous session), and the pause before it.
 //! - `progress`: what the session knows across streams.
 //! - `screen`: how events are shown, as text or JSON.
 //! - `input`: the line editor, or stdin when piped.
 
 mod input;
 mod progress;
+mod rejoin;
 mod screen;
 mod session;
 
@@ -31,8 +33,9 @@ use tokio::sync::mpsc;
 use self::{
     input::{INPUT_QUEUE, Input, read_stdin, start_editor},
     progress::Progress,
+    rejoin::{Rejoin, wait_to_retry},
     screen::Screen,
-    session::{Rejoin, StreamEnd, join, session, wait_to_retry},
+    session::{StreamEnd, join, session},
 };
 use crate::{client::ClientOptions, output::Printer};
 

@@ -1,6 +1,6 @@
 //! One Chat stream at a time: join (from where the session stopped), then
 //! forward what the member types and show what the room says, until the
-//! member leaves or the stream breaks; and the pause before a rejoin.
+//! member leaves or the stream breaks.
 
 use std::time::Duration;
 
@@ -11,26 +11,15 @@ use quartet_proto::chat::v1::{
 use quartet_runtime::status_names::code_name;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 
-use super::{
-    input::{INPUT_QUEUE, Input},
-    progress::Progress,
-    screen::Screen,
-};
-use crate::client::ClientOptions;
+use super::{input::Input, progress::Progress, screen::Screen};
+use crate::{client::ClientOptions, resume::is_transient};
 
 /// Client events queued on one stream ahead of the transport.
 const OUTBOX: usize = 16;
 /// At the end of piped stdin, longest to wait for one's own lines to come back.
 const ECHO_WAIT: Duration = Duration::from_secs(10);
-/// First pause before rejoining after a broken stream; doubles up to the max.
-const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
-/// How long a rejoin keeps trying when the nick is still held: the server may
-/// not have noticed the old stream's end yet (over NATS, a crashed replica's
-/// claim lives 30s).
-const NICK_RELEASE_WAIT: Duration = Duration::from_secs(40);
 
 /// How one stream ended.
 pub(super) enum StreamEnd {
@@ -112,7 +101,7 @@ pub(super) async fn session(
                     Ok(Some(ServerEvent { event: None })) => continue,
                     Ok(None) if progress.leaving => return Ok(StreamEnd::Left),
                     Ok(None) => return Ok(StreamEnd::Resume("the server ended the stream".to_owned())),
-                    Err(status) if retryable(&status) => {
+                    Err(status) if is_transient(&status) => {
                         let why = format!("{}: {}", code_name(status.code()), status.message());
                         return Ok(StreamEnd::Resume(why));
                     }
@@ -192,86 +181,4 @@ async fn show(
     } else {
         StreamEnd::Resume(going.reason)
     }))
-}
-
-/// Sleeps `pause` before the next rejoin while still listening to the member:
-/// lines go to the backlog, and leaving ends the wait (returns true).
-pub(super) async fn wait_to_retry(
-    pause: Duration,
-    input: &mut mpsc::Receiver<Input>,
-    progress: &mut Progress,
-    screen: &Screen,
-) -> anyhow::Result<bool> {
-    let until = Instant::now() + pause;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => return Ok(false),
-            typed = input.recv() => match typed {
-                Some(Input::Say(text)) => {
-                    if progress.backlog.len() >= INPUT_QUEUE
-                        && let Some(dropped) = progress.backlog.pop_front()
-                    {
-                        screen
-                            .note(&format!("* not connected; dropped the line {dropped:?}"))
-                            .await?;
-                    }
-                    progress.backlog.push_back(text);
-                }
-                Some(Input::Leave) | None => return Ok(true),
-            },
-        }
-    }
-}
-
-/// Codes worth a rejoin: the server or the path to it, not our request.
-fn retryable(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::Unknown
-            | Code::Internal
-            | Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::AlreadyExists
-    )
-}
-
-/// When to try joining again after a rejoin failed.
-pub(super) struct Rejoin {
-    pause: Duration,
-    /// When a rejoin was first refused because the nick is still held.
-    nick_refused_since: Option<Instant>,
-}
-
-impl Rejoin {
-    pub(super) fn new() -> Self {
-        Self {
-            pause: FIRST_RETRY_PAUSE,
-            nick_refused_since: None,
-        }
-    }
-
-    /// A join worked: the next failure starts over.
-    pub(super) fn joined(&mut self) {
-        self.pause = FIRST_RETRY_PAUSE;
-        self.nick_refused_since = None;
-    }
-
-    /// The pause before the next rejoin after one failed with `status`;
-    /// `None` when it is not worth another.
-    pub(super) fn wait_after(&mut self, status: &Status) -> Option<Duration> {
-        if !retryable(status) {
-            return None;
-        }
-        if status.code() == Code::AlreadyExists {
-            let since = *self.nick_refused_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > NICK_RELEASE_WAIT {
-                return None;
-            }
-        }
-        let pause = self.pause;
-        self.pause = (pause * 2).min(MAX_RETRY_PAUSE);
-        Some(pause)
-    }
 }
