@@ -58,124 +58,126 @@ pub(super) struct DeleteArgs {
     expected_version: Option<u64>,
 }
 
+/// `--prefix`, of `list` and `watch`.
 #[derive(Debug, Args)]
-pub(super) struct ListArgs {
+pub(super) struct IdPrefix {
     /// Only ids starting with this.
     #[arg(long, default_value = "")]
-    prefix: String,
+    pub(super) prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ListArgs {
+    #[command(flatten)]
+    ids: IdPrefix,
     /// Stop after this many people.
     #[arg(long)]
     limit: Option<usize>,
 }
 
-pub(super) async fn create(
-    client: &ClientOptions,
-    people: &mut PeopleServiceClient<Connection>,
-    args: CreateArgs,
-) -> anyhow::Result<()> {
-    let person = Person {
-        id: args.id,
-        name: args.name,
-        email: args.email.unwrap_or_default(),
-        age: args.age,
-        ..Person::default()
-    };
-    let request = CreatePersonRequest {
-        person: Some(person),
-    };
-    let created = people.create_person(client.request(request)).await?;
-    Ok(print_people(client.output, &[created.into_inner()])?)
+/// The database as the one-call commands use it: the generated client, and
+/// the flags that bound each call (`--timeout`) and shape what is printed.
+pub(super) struct People<'a> {
+    pub(super) client: &'a ClientOptions,
+    pub(super) service: PeopleServiceClient<Connection>,
 }
 
-/// One person, with one more try on another endpoint if the first was
-/// unavailable (a read changes nothing).
-pub(super) async fn get(
-    client: &ClientOptions,
-    people: &PeopleServiceClient<Connection>,
-    args: GetArgs,
-) -> anyhow::Result<()> {
-    let request = GetPersonRequest { id: args.id };
-    let person = client
-        .read(people, &request, |mut people, request| async move {
-            people.get_person(request).await
-        })
-        .await?;
-    Ok(print_people(client.output, &[person])?)
-}
-
-pub(super) async fn update(
-    client: &ClientOptions,
-    people: &mut PeopleServiceClient<Connection>,
-    args: UpdateArgs,
-) -> anyhow::Result<()> {
-    let mut paths = Vec::new();
-    if args.name.is_some() {
-        paths.push("name".to_owned());
-    }
-    if args.email.is_some() || args.clear_email {
-        paths.push("email".to_owned());
-    }
-    if args.age.is_some() || args.clear_age {
-        paths.push("age".to_owned());
-    }
-    let request = UpdatePersonRequest {
-        person: Some(Person {
+impl People<'_> {
+    pub(super) async fn create(&mut self, args: CreateArgs) -> anyhow::Result<()> {
+        let person = Person {
             id: args.id,
-            name: args.name.unwrap_or_default(),
+            name: args.name,
             email: args.email.unwrap_or_default(),
             age: args.age,
             ..Person::default()
-        }),
-        update_mask: Some(prost_types::FieldMask { paths }),
-        expected_version: args.expected_version,
-    };
-    let updated = people.update_person(client.request(request)).await?;
-    Ok(print_people(client.output, &[updated.into_inner()])?)
-}
-
-pub(super) async fn delete(
-    client: &ClientOptions,
-    people: &mut PeopleServiceClient<Connection>,
-    args: DeleteArgs,
-) -> anyhow::Result<()> {
-    let request = DeletePersonRequest {
-        id: args.id,
-        expected_version: args.expected_version,
-    };
-    let deleted = people.delete_person(client.request(request)).await?;
-    let deleted: Vec<Person> = deleted.into_inner().person.into_iter().collect();
-    Ok(print_people(client.output, &deleted)?)
-}
-
-/// People in id order, page by page until `--limit` or the last page; each
-/// page is a read, tried once more on another endpoint if need be.
-pub(super) async fn list(
-    client: &ClientOptions,
-    people: &PeopleServiceClient<Connection>,
-    args: ListArgs,
-) -> anyhow::Result<()> {
-    let limit = args.limit.unwrap_or(usize::MAX);
-    let mut found = Vec::new();
-    let mut token = String::new();
-    while found.len() < limit {
-        let page_size =
-            u32::try_from(limit - found.len()).map_or(MAX_PAGE, |left| left.min(MAX_PAGE));
-        let request = ListPeopleRequest {
-            page_size,
-            page_token: token,
-            id_prefix: args.prefix.clone(),
         };
-        let page = client
-            .read(people, &request, |mut people, request| async move {
-                people.list_people(request).await
+        let request = self.client.request(CreatePersonRequest {
+            person: Some(person),
+        });
+        let created = self.service.create_person(request).await?;
+        self.print(&[created.into_inner()])
+    }
+
+    /// One person, with one more try on another endpoint if the first was
+    /// unavailable (a read changes nothing).
+    pub(super) async fn get(&self, args: GetArgs) -> anyhow::Result<()> {
+        let request = GetPersonRequest { id: args.id };
+        let person = self
+            .client
+            .read(&self.service, &request, |mut people, request| async move {
+                people.get_person(request).await
             })
             .await?;
-        found.extend(page.people);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
+        self.print(&[person])
     }
-    found.truncate(limit);
-    Ok(print_people(client.output, &found)?)
+
+    pub(super) async fn update(&mut self, args: UpdateArgs) -> anyhow::Result<()> {
+        let mut paths = Vec::new();
+        if args.name.is_some() {
+            paths.push("name".to_owned());
+        }
+        if args.email.is_some() || args.clear_email {
+            paths.push("email".to_owned());
+        }
+        if args.age.is_some() || args.clear_age {
+            paths.push("age".to_owned());
+        }
+        let request = self.client.request(UpdatePersonRequest {
+            person: Some(Person {
+                id: args.id,
+                name: args.name.unwrap_or_default(),
+                email: args.email.unwrap_or_default(),
+                age: args.age,
+                ..Person::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+            expected_version: args.expected_version,
+        });
+        let updated = self.service.update_person(request).await?;
+        self.print(&[updated.into_inner()])
+    }
+
+    pub(super) async fn delete(&mut self, args: DeleteArgs) -> anyhow::Result<()> {
+        let request = self.client.request(DeletePersonRequest {
+            id: args.id,
+            expected_version: args.expected_version,
+        });
+        let deleted = self.service.delete_person(request).await?;
+        let deleted: Vec<Person> = deleted.into_inner().person.into_iter().collect();
+        self.print(&deleted)
+    }
+
+    /// People in id order, page by page until `--limit` or the last page;
+    /// each page is a read, tried once more on another endpoint if need be.
+    pub(super) async fn list(&self, args: ListArgs) -> anyhow::Result<()> {
+        let limit = args.limit.unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        let mut token = String::new();
+        while found.len() < limit {
+            let page_size =
+                u32::try_from(limit - found.len()).map_or(MAX_PAGE, |left| left.min(MAX_PAGE));
+            let request = ListPeopleRequest {
+                page_size,
+                page_token: token,
+                id_prefix: args.ids.prefix.clone(),
+            };
+            let page = self
+                .client
+                .read(&self.service, &request, |mut people, request| async move {
+                    people.list_people(request).await
+                })
+                .await?;
+            found.extend(page.people);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        found.truncate(limit);
+        self.print(&found)
+    }
+
+    fn print(&self, people: &[Person]) -> anyhow::Result<()> {
+        Ok(print_people(self.client.output, people)?)
+    }
 }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use self::crud::People;
 use crate::client::ClientOptions;
 
 #[derive(Debug, Args)]
@@ -41,15 +42,16 @@ enum DbCommand {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: DbArgs) -> anyhow::Result<ExitCode> {
-    let mut people = client.connect_database().await?;
+    let service = client.connect_database().await?;
+    let mut people = People { client, service };
     match args.command {
-        DbCommand::Create(args) => crud::create(client, &mut people, args).await?,
-        DbCommand::Get(args) => crud::get(client, &people, args).await?,
-        DbCommand::Update(args) => crud::update(client, &mut people, args).await?,
-        DbCommand::Delete(args) => crud::delete(client, &mut people, args).await?,
-        DbCommand::List(args) => crud::list(client, &people, args).await?,
-        DbCommand::Watch(args) => watch::watch(client, &mut people, args).await?,
-        DbCommand::Import(args) => return import::import(client, &mut people, args).await,
+        DbCommand::Create(args) => people.create(args).await?,
+        DbCommand::Get(args) => people.get(args).await?,
+        DbCommand::Update(args) => people.update(args).await?,
+        DbCommand::Delete(args) => people.delete(args).await?,
+        DbCommand::List(args) => people.list(args).await?,
+        DbCommand::Watch(args) => watch::watch(client, &mut people.service, args).await?,
+        DbCommand::Import(args) => return import::import(client, &mut people.service, args).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use quartet_proto::database::v1::{
 use tonic::{Status, Streaming};
 use tracing::warn;
 
-use super::view::print_event;
+use super::{crud::IdPrefix, view::print_event};
 use crate::{
     client::{ClientOptions, Connection},
     output::Printer,
@@ -18,9 +18,8 @@ use crate::{
 
 #[derive(Debug, Args)]
 pub(super) struct WatchArgs {
-    /// Only ids starting with this.
-    #[arg(long, default_value = "")]
-    prefix: String,
+    #[command(flatten)]
+    ids: IdPrefix,
     /// Start after this revision instead of now.
     #[arg(long)]
     since: Option<u64>,
@@ -38,13 +37,13 @@ pub(super) async fn watch(
     // still resumes from the right place.
     let mut last = match args.since {
         Some(since) => since,
-        None => current_revision(client, people, &args.prefix).await?,
+        None => current_revision(client, people, &args.ids.prefix).await?,
     };
     let mut resume = Resume::new();
     loop {
         let request = WatchPeopleRequest {
             since_revision: Some(last),
-            id_prefix: args.prefix.clone(),
+            id_prefix: args.ids.prefix.clone(),
         };
         let ended = match people.watch_people(request).await {
             Ok(response) => {

@@ -1,6 +1,8 @@
 //! `quartet weather get STATION`: one reading, now or at `--at` (an instant,
 //! or a local time in the station's zone).
 
+use std::time::SystemTime;
+
 use jiff::{Timestamp, civil::DateTime, tz::TimeZone};
 use quartet_proto::weather::v1::GetReadingRequest;
 
@@ -54,12 +56,7 @@ fn parse_time(text: &str, zone: &TimeZone) -> Result<Timestamp, UsageError> {
 }
 
 fn to_proto_time(at: Timestamp) -> prost_types::Timestamp {
-    let (mut seconds, mut nanos) = (at.as_second(), at.subsec_nanosecond());
-    if nanos < 0 {
-        seconds -= 1;
-        nanos += 1_000_000_000;
-    }
-    prost_types::Timestamp { seconds, nanos }
+    SystemTime::from(at).into()
 }
 
 #[cfg(test)]
@@ -82,5 +79,12 @@ mod tests {
             "skipped by DST"
         );
         assert!(parse_time("tomorrow", &madrid).is_err());
+    }
+
+    #[test]
+    fn instants_before_1970_keep_their_nanoseconds_positive() {
+        let at: Timestamp = "1969-12-31T23:59:59.25Z".parse().unwrap();
+        let proto = to_proto_time(at);
+        assert_eq!((proto.seconds, proto.nanos), (-1, 250_000_000));
     }
 }
