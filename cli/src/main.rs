@@ -9,8 +9,10 @@
 //! - `output`: text or JSON lines on stdout.
 //! - `failure`: how errors become messages on stderr and exit codes.
 //! - `table`: aligned text tables.
-//! - one module per command family: `transform`, `db`, `weather`, `chat`,
-//!   `health`, `serve`, `bench`.
+//! - one module per command family: `transform`, `health`, `serve`, and the
+//!   folders `db/`, `weather/`, `chat/`, `bench/` (each `mod.rs` names its
+//!   files). Commands import `client`, `resume` and the helpers above, never
+//!   `cli` or each other.
 
 mod bench;
 mod chat;

@@ -5,6 +5,11 @@
 //! Calls during `--warmup` are made but not counted. The report gives throughput,
 //! latency percentiles (hdrhistogram, microsecond resolution) and errors by code.
 //! `startup` is the odd one out: it times a server's start instead ([`startup`]).
+//!
+//! # Layout
+//! - this file: the arguments, the workers' loop and the report.
+//! - `caller`: what one worker sends per call, for each scenario.
+//! - `startup`: the start-up probe.
 
 use std::{
     collections::BTreeMap,

@@ -11,6 +11,7 @@
 //! so nothing is shown twice and nothing is lost silently (what the server no
 //! longer has arrives as a Gap).
 //!
+//! # Layout
 //! - `session`: one stream: join, talk, until it ends.
 //! - `rejoin`: when to rejoin after a break (the CLI's resume policy, plus a
 //!   nick still held by our previous session), and the pause before it.

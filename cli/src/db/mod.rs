@@ -1,5 +1,6 @@
 //! `quartet db ...`: the people database from the command line.
 //!
+//! # Layout
 //! - `crud`: create, get, update, delete and list; one call each (list pages).
 //! - `watch`: changes as they happen, resumed after a disconnect.
 //! - `import`: a CSV or JSON Lines file, streamed in batches.

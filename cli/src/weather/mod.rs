@@ -2,6 +2,7 @@
 //! line. Times are shown in the station's own time zone; `watch` is the classic
 //! periodic client, and survives server restarts by reconnecting with backoff.
 //!
+//! # Layout
 //! - `stations`: the stations the server lists, and each one's time zone.
 //! - `get`: one reading, now or at a given time.
 //! - `watch`: a reading every interval, resumed after a disconnect.
