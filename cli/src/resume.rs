@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use quartet_runtime::client::is_connection_failure;
 use tonic::{Code, Status, Streaming};
 
 /// First wait before the next attempt; each failed attempt doubles it, up to
@@ -22,18 +23,19 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether a stream that failed with `status` is worth opening again: the
 /// server or the path to it went away (a restart, a drain, overload, a broken
-/// connection), as opposed to a request the server will never accept.
+/// connection), as opposed to a request the server will never accept. An
+/// UNKNOWN or INTERNAL counts only when this client made it from a lost
+/// connection; one the server sent (a broken observations file, say) would
+/// come back on every attempt.
 pub(crate) fn is_transient(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable
-            | Code::Unknown
-            | Code::Internal
             | Code::Cancelled
             | Code::DeadlineExceeded
             | Code::ResourceExhausted
             | Code::Aborted
-    )
+    ) || is_connection_failure(status)
 }
 
 /// The next message of a watched stream, or the status it ended with. Servers
@@ -120,14 +122,16 @@ mod tests {
         use Code::*;
         let server_or_path = [
             Unavailable,
-            Unknown,
-            Internal,
             Cancelled,
             DeadlineExceeded,
             ResourceExhausted,
             Aborted,
         ];
         let request = [
+            // Sent by the server (no transport error under it): the same
+            // request would get it again.
+            Unknown,
+            Internal,
             InvalidArgument,
             NotFound,
             AlreadyExists,
@@ -144,6 +148,9 @@ mod tests {
         for code in request {
             assert!(!is_transient(&Status::new(code, "")), "{code:?}");
         }
+        // An UNKNOWN this client made from a lost connection is transient.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_transient(&Status::from_error(Box::new(reset))));
     }
 
     #[test]
