@@ -9,8 +9,9 @@
 //! # Layout
 //! - [`names`]: [`RoomName`] and [`Nick`], validated once at the edge.
 //! - [`event`]: the domain's events ([`ChatLine`], [`Presence`], [`RoomEvent`]).
-//! - [`hub`]: [`RoomHub`], the rooms of one server: members, sequencing,
-//!   history ring, the bounded live feed every member reads.
+//! - [`hub`]: [`RoomHub`], the rooms of one server: finding, creating and
+//!   forgetting them; `hub/room.rs` is one room's members, sequencing,
+//!   history ring, and the bounded live feed every member reads.
 //! - [`session`]: one member's rules: line size, rate limit ([`rate`]), the
 //!   [`session::Cursor`] that turns a lossy feed into lines plus Gaps, and
 //!   the [`session::Outbound`] events a member is shown.

@@ -5,7 +5,7 @@
 //! and encodes each [`Outbound`]; the rules of each step (line size and rate,
 //! gaps) are [`crate::session`]'s.
 //!
-//! The drain is watched in one place, [`unless_draining`]: before the Join it
+//! The drain is watched in one place, `unless_draining`: before the Join it
 //! refuses the stream; after it the member is told GoingAway, and the stream
 //! ends UNAVAILABLE saying where to resume.
 
