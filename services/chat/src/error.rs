@@ -59,6 +59,14 @@ pub enum ChatError {
     Backplane(String),
 }
 
+impl ChatError {
+    /// A backplane failure while doing `context`, for the `map_err` of each
+    /// of the backplane's many calls.
+    pub(crate) fn backplane(context: &str) -> impl Fn(String) -> Self + '_ {
+        move |error| Self::Backplane(format!("{context}: {error}"))
+    }
+}
+
 impl From<ChatError> for Status {
     fn from(error: ChatError) -> Self {
         let message = error.to_string();

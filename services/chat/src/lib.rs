@@ -19,7 +19,8 @@
 //!   room's feed turned into what it is shown, until it leaves or the server
 //!   drains.
 //! - [`backplane`]: the [`Backplane`] trait; [`LocalBackplane`] (in-process,
-//!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS).
+//!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS;
+//!   `backplane/nats/` splits it into streams, presence and nick claims).
 //! - [`config`]: [`ChatConfig`], the service's flags.
 //! - [`metrics`]: room and member gauges, counted from the hub when scraped.
 //! - [`error`]: [`ChatError`] and its one mapping to a gRPC status.
