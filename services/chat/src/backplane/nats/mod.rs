@@ -126,6 +126,12 @@ impl NatsBackplane {
         PresenceNote::new(&self.replica, room, nick, left)
     }
 
+    /// Tells the other replicas with members in `room`.
+    async fn publish_presence(&self, room: &RoomName, note: &PresenceNote) {
+        let subject = self.naming.presence_subject(room);
+        presence::publish(&self.client, subject, room, note).await;
+    }
+
     /// Makes sure this replica reads `room`: its stream exists, its retained
     /// lines are in the hub, and its presence events arrive. Done once per room.
     async fn open_room(&self, room: &RoomName) -> Result<(), ChatError> {
@@ -209,13 +215,7 @@ impl Backplane for NatsBackplane {
                 return Err(error);
             }
         };
-        presence::publish(
-            &self.client,
-            self.naming.presence_subject(room),
-            room,
-            &note,
-        )
-        .await;
+        self.publish_presence(room, &note).await;
         Ok(membership)
     }
 
@@ -236,13 +236,7 @@ impl Backplane for NatsBackplane {
             warn!(room = %room, nick = %nick, %error, "cannot release nick claim; it expires by itself");
         }
         let note = self.note(room, nick, Some(reason));
-        presence::publish(
-            &self.client,
-            self.naming.presence_subject(room),
-            room,
-            &note,
-        )
-        .await;
+        self.publish_presence(room, &note).await;
     }
 
     async fn rooms(&self) -> Result<Vec<RoomSummary>, ChatError> {
