@@ -1,63 +1,25 @@
-//! The command line, as clap sees it.
+//! The command line, as clap sees it: parses it and hands each command to its
+//! module.
 
-use std::{process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
-use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use clap_complete::Shell;
 use quartet_runtime::{TelemetryOptions, telemetry};
 use tracing::Instrument as _;
 
-use crate::{
-    bench, chat,
-    connect::{Credentials, Resolution, parse_address},
-    db, health,
-    output::OutputFormat,
-    serve, transform, weather,
-};
+use crate::{bench, chat, client::ClientOptions, db, health, serve, transform, weather};
 
 /// The Quartet command line: call every service, check health, run servers.
 #[derive(Debug, Parser)]
 #[command(name = "quartet", version, about, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(flatten)]
-    pub(crate) client: ClientOptions,
+    client: ClientOptions,
     #[command(flatten)]
-    pub(crate) telemetry: TelemetryOptions,
+    telemetry: TelemetryOptions,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Flags every client command shares.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct ClientOptions {
-    /// How to print results.
-    #[arg(long, global = true, env = "QUARTET_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
-    pub(crate) output: OutputFormat,
-
-    /// Longest to wait for a connection and for each unary call.
-    #[arg(long, global = true, env = "QUARTET_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub(crate) timeout: Duration,
-
-    /// Address of the transform service.
-    #[arg(long, global = true, env = "QUARTET_TRANSFORM_ADDR", default_value = "http://127.0.0.1:50051", value_parser = parse_address)]
-    pub(crate) transform_addr: String,
-
-    #[command(flatten)]
-    pub(crate) credentials: Credentials,
-
-    /// How dns:/// addresses are kept current.
-    #[command(flatten)]
-    pub(crate) resolution: Resolution,
-
-    /// Address of the people database.
-    #[arg(long, global = true, env = "QUARTET_DATABASE_ADDR", default_value = "http://127.0.0.1:50052", value_parser = parse_address)]
-    pub(crate) database_addr: String,
-    /// Address of the weather service.
-    #[arg(long, global = true, env = "QUARTET_WEATHER_ADDR", default_value = "http://127.0.0.1:50053", value_parser = parse_address)]
-    pub(crate) weather_addr: String,
-    /// Address of the chat service.
-    #[arg(long, global = true, env = "QUARTET_CHAT_ADDR", default_value = "http://127.0.0.1:50054", value_parser = parse_address)]
-    pub(crate) chat_addr: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,8 +17,7 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    cli::ClientOptions,
-    connect::{connect, parse_address},
+    client::{ClientOptions, parse_address},
     failure::UsageError,
     output::Printer,
 };
@@ -159,14 +158,7 @@ pub(crate) async fn run(client: &ClientOptions, args: HealthArgs) -> anyhow::Res
 
 /// Checks one target: its exit code and what to print as its status.
 async fn check(client: &ClientOptions, target: &Target) -> (u8, String) {
-    let channel = match connect(
-        &target.address,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await
-    {
+    let channel = match client.connect(&target.address).await {
         Ok(channel) => channel,
         Err(status) => {
             return (
@@ -175,10 +167,9 @@ async fn check(client: &ClientOptions, target: &Target) -> (u8, String) {
             );
         }
     };
-    let mut request = tonic::Request::new(HealthCheckRequest {
+    let request = client.request(HealthCheckRequest {
         service: target.service.clone(),
     });
-    request.set_timeout(client.timeout);
     match HealthClient::new(channel).check(request).await {
         Ok(response) => match response.into_inner().status() {
             ServingStatus::Serving => (SERVING, "SERVING".to_owned()),

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{cli::ClientOptions, failure::UsageError};
+use crate::{client::ClientOptions, failure::UsageError};
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions};

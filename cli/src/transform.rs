@@ -16,8 +16,7 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    cli::ClientOptions,
-    connect::{Connection, connect, retry_read},
+    client::{ClientOptions, Connection},
     output::Printer,
 };
 
@@ -61,14 +60,7 @@ struct Answer<'a> {
 }
 
 pub(crate) async fn run(client: &ClientOptions, args: TransformArgs) -> anyhow::Result<ExitCode> {
-    let channel = connect(
-        &client.transform_addr,
-        client.timeout,
-        &client.credentials,
-        &client.resolution,
-    )
-    .await?;
-    let mut service = TransformServiceClient::new(channel);
+    let mut service = client.connect_transform().await?;
     let printer = Printer::new(client.output);
     let operation = ProtoOperation::from(args.operation);
     if args.text.is_empty() {
@@ -78,14 +70,11 @@ pub(crate) async fn run(client: &ClientOptions, args: TransformArgs) -> anyhow::
             operation: operation.into(),
             text: args.text.join(" "),
         };
-        let answer = retry_read(|| {
-            let mut service = service.clone();
-            let mut request = tonic::Request::new(message.clone());
-            request.set_timeout(client.timeout);
-            async move { service.transform(request).await }
-        })
-        .await?
-        .into_inner();
+        let answer = client
+            .read(&service, &message, |mut service, request| async move {
+                service.transform(request).await
+            })
+            .await?;
         print_answer(&printer, &answer.text)?;
     }
     Ok(ExitCode::SUCCESS)

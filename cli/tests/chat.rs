@@ -1,13 +1,15 @@
 //! `quartet chat` against a live chat server: piped (scripted) and in a
-//! pseudo-terminal (interactive), and resuming after the server goes away.
+//! pseudo-terminal (interactive), resuming after the server goes away, and
+//! sharing a room with a telnet user of the gateway.
 
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     io::{Read as _, Write as _},
     net::SocketAddr,
-    process::Stdio,
     sync::{Arc, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
@@ -20,27 +22,18 @@ use quartet_proto::chat::v1::{
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
-    process::Command,
     sync::mpsc,
     time::timeout,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::{DEADLINE, Process, Run, quartet_at, run_with_stdin, serve};
 
 async fn start_on(addr: SocketAddr, backplane: Arc<LocalBackplane>) -> RunningServer {
-    quartet_chat::server(
-        ServerOptions::default(),
-        Shutdown::new(),
-        ChatConfig::default(),
-        backplane,
-    )
-    .bind(addr)
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap()
+    let config = ChatConfig::default();
+    let server = quartet_chat::server(ServerOptions::default(), Shutdown::new(), config, backplane);
+    serve(server, addr).await
 }
 
 fn backplane() -> Arc<LocalBackplane> {
@@ -50,6 +43,13 @@ fn backplane() -> Arc<LocalBackplane> {
 
 async fn start() -> RunningServer {
     start_on("127.0.0.1:0".parse().unwrap(), backplane()).await
+}
+
+/// A server with bo, a member on the generated client, in the lobby.
+async fn bo_in_the_lobby() -> (RunningServer, Member) {
+    let server = start().await;
+    let bo = Member::join(&server.url(), "lobby", "bo").await;
+    (server, bo)
 }
 
 /// A member on the generated client, to talk with the CLI.
@@ -130,50 +130,18 @@ impl Member {
     }
 }
 
-fn quartet(url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet"));
-    command
-        .env_remove("QUARTET_OUTPUT")
-        .env_remove("QUARTET_TIMEOUT")
-        .env("QUARTET_CHAT_ADDR", url)
-        .kill_on_drop(true);
-    command
-}
-
-async fn run_piped(url: &str, args: &[&str], input: &str) -> (Option<i32>, String, String) {
-    let mut child = quartet(url)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = timeout(DEADLINE, child.wait_with_output())
-        .await
-        .expect("quartet chat hung")
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+/// `quartet` at the chat server `url` with the words of `line` as arguments,
+/// and `input` piped on stdin.
+async fn run_piped(url: &str, line: &str, input: &str) -> Run {
+    run_with_stdin(quartet_at(url).args(line.split_whitespace()), input).await
 }
 
 #[tokio::test]
 async fn piped_stdin_says_each_line_prints_events_and_leaves_at_the_end() {
-    let server = start().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo").await;
-    let (code, stdout, stderr) = run_piped(
-        &server.url(),
-        &["chat", "lobby", "--nick", "ana"],
-        "hola\r\nqué tal\n",
-    )
-    .await;
-    assert_eq!(code, Some(0), "{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
+    let (server, mut bo) = bo_in_the_lobby().await;
+    let run = run_piped(&server.url(), "chat lobby --nick ana", "hola\r\nqué tal\n").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(
         lines,
         [
@@ -181,7 +149,8 @@ async fn piped_stdin_says_each_line_prints_events_and_leaves_at_the_end() {
             "<ana> hola",
             "<ana> qué tal"
         ],
-        "{stderr}"
+        "{}",
+        run.stderr
     );
     bo.joined_event("ana").await;
     assert_eq!(bo.line_from("ana").await.text, "hola");
@@ -206,40 +175,36 @@ async fn text_that_is_not_text_is_shown_escaped() {
         .say(&room, &old, "hi\n* admin joined\u{1b}[2J".into())
         .await
         .unwrap();
-    let (code, stdout, stderr) =
-        run_piped(&server.url(), &["chat", "lobby", "--nick", "ana"], "").await;
-    assert_eq!(code, Some(0), "{stderr}");
+    let run = run_piped(&server.url(), "chat lobby --nick ana", "").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        stdout
+        run.stdout
             .lines()
             .any(|line| line == "<old> hi\\u{000A}* admin joined\\u{001B}[2J"),
-        "{stdout:?}"
+        "{:?}",
+        run.stdout
     );
-    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(!run.stdout.contains('\u{1b}'), "{:?}", run.stdout);
     server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn bye_leaves_and_nothing_after_it_is_said() {
-    let server = start().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo").await;
-    let (code, stdout, stderr) = run_piped(
+    let (server, mut bo) = bo_in_the_lobby().await;
+    let run = run_piped(
         &server.url(),
-        &["--output", "json", "chat", "lobby", "--nick", "ana"],
+        "--output json chat lobby --nick ana",
         "one\nbye\nnever said\n",
     )
     .await;
-    assert_eq!(code, Some(0), "{stderr}");
-    let events: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let events = run.json_lines();
     assert_eq!(events[0]["event"], "joined");
     assert_eq!(events[0]["members"], serde_json::json!(["ana", "bo"]));
     assert_eq!(events[1]["event"], "message");
     assert_eq!(events[1]["text"], "one");
     assert_eq!(events[1]["seq"], 1);
-    assert_eq!(events.len(), 2, "{stdout}");
+    assert_eq!(events.len(), 2, "{}", run.stdout);
     assert_eq!(bo.line_from("ana").await.text, "one");
     assert_eq!(bo.left("ana").await, LeaveReason::Bye);
     server.stop().await.unwrap();
@@ -247,13 +212,10 @@ async fn bye_leaves_and_nothing_after_it_is_said() {
 
 #[tokio::test]
 async fn a_taken_nick_exits_one_with_already_exists() {
-    let server = start().await;
-    let _bo = Member::join(&server.url(), "lobby", "bo").await;
-    let (code, stdout, stderr) =
-        run_piped(&server.url(), &["chat", "lobby", "--nick", "bo"], "hi\n").await;
-    assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("error: ALREADY_EXISTS: "), "{stderr}");
-    assert!(stdout.is_empty());
+    let (server, _bo) = bo_in_the_lobby().await;
+    let run = run_piped(&server.url(), "chat lobby --nick bo", "hi\n").await;
+    run.assert_failed("ALREADY_EXISTS: ");
+    assert!(run.stdout.is_empty());
     server.stop().await.unwrap();
 }
 
@@ -264,26 +226,11 @@ async fn the_session_resumes_after_the_server_goes_away_without_duplicates_or_lo
     let addr = first.local_addr();
     let url = first.url();
     let mut bo = Member::join(&url, "lobby", "bo").await;
-    let mut child = quartet(&url)
-        .args(["chat", "lobby", "--nick", "ana"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        timeout(DEADLINE, out.next_line())
-            .await
-            .expect("no output")
-            .unwrap()
-            .expect("output ended")
-    };
-    assert!(next_line().await.starts_with("* joined lobby as ana"));
+    let mut ana = Process::spawn(quartet_at(&url).args("chat lobby --nick ana".split_whitespace()));
+    assert!(ana.next_line().await.starts_with("* joined lobby as ana"));
     bo.joined_event("ana").await;
     bo.say("before").await;
-    assert_eq!(next_line().await, "<bo> before");
+    assert_eq!(ana.next_line().await, "<bo> before");
 
     // The server goes away (GoingAway), and a new one takes its place with
     // the same rooms; bo says lines while ana is still reconnecting.
@@ -295,22 +242,21 @@ async fn the_session_resumes_after_the_server_goes_away_without_duplicates_or_lo
 
     let mut shown = Vec::new();
     while shown.len() < 2 {
-        let line = next_line().await;
+        let line = ana.next_line().await;
         if line.starts_with('<') {
             shown.push(line);
         }
     }
     assert_eq!(shown, ["<bo> while away 1", "<bo> while away 2"]);
     bo_again.say("live").await;
-    let mut line = next_line().await;
+    let mut line = ana.next_line().await;
     while line.starts_with('*') {
-        line = next_line().await;
+        line = ana.next_line().await;
     }
     assert_eq!(line, "<bo> live", "nothing twice, nothing lost");
 
-    stdin.write_all(b"bye\n").await.unwrap();
-    let status = timeout(DEADLINE, child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0));
+    ana.write("bye\n").await;
+    assert_eq!(ana.finish().await.code, Some(0));
     drop(bo);
     second.stop().await.unwrap();
 }
@@ -318,34 +264,15 @@ async fn the_session_resumes_after_the_server_goes_away_without_duplicates_or_lo
 #[tokio::test]
 async fn bye_while_the_server_is_gone_exits_zero() {
     let server = start().await;
-    let url = server.url();
-    let mut child = quartet(&url)
-        .args(["chat", "lobby", "--nick", "ana"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        timeout(DEADLINE, out.next_line())
-            .await
-            .expect("no output")
-            .unwrap()
-            .expect("output ended")
-    };
-    assert!(next_line().await.starts_with("* joined lobby as ana"));
+    let mut ana =
+        Process::spawn(quartet_at(&server.url()).args("chat lobby --nick ana".split_whitespace()));
+    assert!(ana.next_line().await.starts_with("* joined lobby as ana"));
     server.stop().await.unwrap();
     // It keeps trying to rejoin...
-    while !next_line().await.starts_with("* cannot rejoin") {}
+    while !ana.next_line().await.starts_with("* cannot rejoin") {}
     // ...and still listens: `bye` ends it.
-    stdin.write_all(b"bye\n").await.unwrap();
-    let status = timeout(DEADLINE, child.wait())
-        .await
-        .expect("bye while disconnected did not exit")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    ana.write("bye\n").await;
+    assert_eq!(ana.finish().await.code, Some(0), "bye while disconnected");
 }
 
 /// The CLI in a pseudo-terminal: what a person sees and types.
@@ -395,6 +322,15 @@ impl Terminal {
         }
     }
 
+    /// `quartet chat lobby --nick ana` at `url`, once it has joined and shows
+    /// its prompt.
+    fn join_lobby_as_ana(url: &str) -> Self {
+        let mut terminal = Self::start(url, &["chat", "lobby", "--nick", "ana"]);
+        terminal.wait_for("joined lobby as ana");
+        terminal.wait_for("> ");
+        terminal
+    }
+
     /// Waits until the output contains `text`, then forgets everything up to
     /// and including it, so the next wait looks only at what came after.
     fn wait_for(&mut self, text: &str) {
@@ -418,6 +354,12 @@ impl Terminal {
         self.writer.flush().unwrap();
     }
 
+    /// Types `keys` that leave, and returns the exit code.
+    fn leave_with(mut self, keys: &str) -> u32 {
+        self.type_keys(keys);
+        self.exit_code()
+    }
+
     fn exit_code(mut self) -> u32 {
         let deadline = Instant::now() + DEADLINE;
         loop {
@@ -431,63 +373,113 @@ impl Terminal {
     }
 }
 
+/// Runs `steps` on the blocking pool: a terminal is read and written
+/// synchronously.
+async fn at_the_terminal<T: Send + 'static>(steps: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(steps).await.unwrap()
+}
+
 #[tokio::test]
 async fn in_a_terminal_incoming_lines_do_not_garble_what_is_being_typed() {
-    let server = start().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo").await;
+    let (server, mut bo) = bo_in_the_lobby().await;
     let url = server.url();
-    let mut terminal = tokio::task::spawn_blocking(move || {
-        let mut terminal = Terminal::start(&url, &["chat", "lobby", "--nick", "ana"]);
-        terminal.wait_for("joined lobby as ana");
-        terminal.wait_for("> ");
+    let mut terminal = at_the_terminal(move || {
+        let mut terminal = Terminal::join_lobby_as_ana(&url);
         // Half a line typed, not sent...
         terminal.type_keys("abc");
         terminal.wait_for("abc");
         terminal
     })
-    .await
-    .unwrap();
+    .await;
     bo.joined_event("ana").await;
     // ...when a line arrives.
     bo.say("incoming").await;
-    let mut terminal = tokio::task::spawn_blocking(move || {
+    let mut terminal = at_the_terminal(move || {
         terminal.wait_for("<bo> incoming");
         // The prompt and the half-typed line are drawn again below it.
         terminal.wait_for("> abc");
         terminal.type_keys("def\r");
         terminal
     })
-    .await
-    .unwrap();
+    .await;
     let said = bo.line_from("ana").await;
     assert_eq!(said.text, "abcdef", "the typed line arrives whole");
-    let code = tokio::task::spawn_blocking(move || {
+    let code = at_the_terminal(move || {
         terminal.wait_for("<ana> abcdef");
-        terminal.type_keys("bye\r");
-        terminal.exit_code()
+        terminal.leave_with("bye\r")
     })
-    .await
-    .unwrap();
-    assert_eq!(code, 0);
-    assert_eq!(bo.left("ana").await, LeaveReason::Bye);
+    .await;
+    assert_eq!((code, bo.left("ana").await), (0, LeaveReason::Bye));
     server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn in_a_terminal_ctrl_d_leaves() {
-    let server = start().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo").await;
+    let (server, mut bo) = bo_in_the_lobby().await;
     let url = server.url();
-    let code = tokio::task::spawn_blocking(move || {
-        let mut terminal = Terminal::start(&url, &["chat", "lobby", "--nick", "ana"]);
-        terminal.wait_for("joined lobby as ana");
-        terminal.wait_for("> ");
-        terminal.type_keys("\u{4}");
-        terminal.exit_code()
-    })
-    .await
-    .unwrap();
-    assert_eq!(code, 0);
-    assert_eq!(bo.left("ana").await, LeaveReason::Bye);
+    let code = at_the_terminal(move || Terminal::join_lobby_as_ana(&url).leave_with("\u{4}")).await;
+    assert_eq!((code, bo.left("ana").await), (0, LeaveReason::Bye));
     server.stop().await.unwrap();
+}
+
+/// A telnet user on the gateway and a `quartet chat` user on gRPC share a room.
+#[tokio::test]
+async fn a_telnet_user_and_a_quartet_chat_user_talk_in_one_room() {
+    use quartet_gateway::{Gateway, GatewayOptions, Protocol, UpstreamOptions};
+
+    let chat = start().await;
+    let upstreams = UpstreamOptions {
+        chat_addr: chat.url(),
+        ..UpstreamOptions::default()
+    };
+    let gateway = Gateway::new(
+        GatewayOptions::ephemeral(),
+        upstreams,
+        Shutdown::new(),
+        quartet_runtime::ShutdownPolicy::default(),
+        &quartet_runtime::Metrics::new(),
+    )
+    .bind("127.0.0.1".parse().unwrap())
+    .await
+    .unwrap()
+    .spawn();
+
+    // The telnet user joins first.
+    let telnet = tokio::net::TcpStream::connect(gateway.address(Protocol::ChatTcp).unwrap())
+        .await
+        .unwrap();
+    let (read, mut write) = telnet.into_split();
+    let mut telnet_lines = BufReader::new(read).lines();
+    let mut expect = async |line: &str| {
+        let got = timeout(DEADLINE, telnet_lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, line);
+    };
+    write
+        .write_all(b"NICK tele\r\nJOIN sala\r\n")
+        .await
+        .unwrap();
+    expect("OK nick tele").await;
+    expect("OK joined sala as tele; here: tele").await;
+
+    // The CLI user joins with piped stdin and says one line.
+    let mut cli =
+        Process::spawn(quartet_at(&chat.url()).args("chat sala --nick cli".split_whitespace()));
+    expect("* cli joined").await;
+    cli.write("hola desde grpc\n").await;
+    expect("cli hola desde grpc").await;
+
+    write.write_all(b"hola desde telnet\r\n").await.unwrap();
+    let mut heard = cli.next_line().await;
+    while !heard.contains("hola desde telnet") {
+        heard = cli.next_line().await;
+    }
+    assert_eq!(heard, "<tele> hola desde telnet");
+    assert_eq!(cli.finish().await.code, Some(0));
+    expect("* cli left").await;
+    gateway.stop().await;
+    chat.stop().await.unwrap();
 }

@@ -4,13 +4,10 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod common;
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use std::sync::{Arc, Mutex};
+
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -18,15 +15,12 @@ use opentelemetry_proto::tonic::{
     },
     trace::v1::Span,
 };
-use tokio::{
-    io::{AsyncBufReadExt as _, BufReader},
-    process::Command,
-    sync::Notify,
-    time::timeout,
-};
+use tokio::{sync::Notify, time::timeout};
 use tonic::{Request, Response, Status};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use quartet_e2e::{ServerProcess, Signal};
+
+use common::{DEADLINE, quartet, run};
 
 /// Keeps every span it is sent.
 #[derive(Clone, Default)]
@@ -86,50 +80,29 @@ async fn a_cli_call_and_the_server_call_share_one_trace() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_quartet"))
-        .args([
-            "--otlp-endpoint",
-            &otlp,
-            "serve",
-            "transform",
-            "--transform-listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let announced = timeout(DEADLINE, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let address = format!("http://{}", announced.rsplit(' ').next().unwrap());
+    let mut command = quartet();
+    command
+        .args(["--otlp-endpoint", &otlp, "serve", "transform"])
+        .args(["--transform-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn");
+    let mut server = ServerProcess::start(command, &["transform"]).await.unwrap();
+    let address = server.url("transform").unwrap();
 
-    let call = Command::new(env!("CARGO_BIN_EXE_quartet"))
-        .args([
-            "--otlp-endpoint",
-            &otlp,
-            "--transform-addr",
-            &address,
-            "transform",
-            "upper",
-            "traced",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&call.stdout), "TRACED\n");
+    let call = run(quartet().args([
+        "--otlp-endpoint",
+        &otlp,
+        "--transform-addr",
+        &address,
+        "transform",
+        "upper",
+        "traced",
+    ]))
+    .await;
+    assert_eq!(call.stdout, "TRACED\n", "{}", call.stderr);
 
     // The server flushes its spans when it stops.
-    nix::sys::signal::kill(
-        Pid::from_raw(i32::try_from(server.id().unwrap()).unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    timeout(DEADLINE, server.wait()).await.unwrap().unwrap();
+    server.signal(Signal::SIGTERM).unwrap();
+    server.exit_code().await.unwrap();
 
     let (cli_span, server_span) = timeout(DEADLINE, async {
         loop {

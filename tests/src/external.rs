@@ -34,13 +34,16 @@ pub fn required(variable: &str, test: &str) -> Option<String> {
 
 static SCHEMAS: AtomicU32 = AtomicU32::new(0);
 
-/// A schema of its own in the test PostgreSQL, dropped by [`TestSchema::drop_schema`].
+/// A schema of its own in the test PostgreSQL, dropped by
+/// [`TestSchema::drop_schema`], or when it goes out of scope (a test that
+/// panicked leaves nothing behind either).
 #[derive(Debug)]
 pub struct TestSchema {
     admin_url: String,
     name: String,
     /// A URL whose connections use only this schema.
     pub url: String,
+    dropped: bool,
 }
 
 impl TestSchema {
@@ -69,16 +72,41 @@ impl TestSchema {
             admin_url,
             name,
             url,
+            dropped: false,
         })
     }
 
     /// Drops the schema and everything in it.
-    pub async fn drop_schema(self) -> Result<(), tokio_postgres::Error> {
+    pub async fn drop_schema(mut self) -> Result<(), tokio_postgres::Error> {
+        self.dropped = true;
         admin(
             &self.admin_url,
             &format!("DROP SCHEMA {} CASCADE", self.name),
         )
         .await
+    }
+}
+
+impl Drop for TestSchema {
+    /// Drops the schema of a test that did not (it panicked, say), on a
+    /// thread of its own: a destructor cannot wait on the test's runtime.
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let (url, statement) = (
+            self.admin_url.clone(),
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                let _ = runtime.block_on(admin(&url, &statement));
+            }
+        });
+        let _ = cleanup.join();
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use super::{BenchArgs, Scenario};
-use crate::connect::Connection;
+use crate::client::Connection;
 
 /// Records the db-get scenario creates and then reads.
 const GET_RECORDS: usize = 1000;

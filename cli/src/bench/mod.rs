@@ -5,6 +5,11 @@
 //! Calls during `--warmup` are made but not counted. The report gives throughput,
 //! latency percentiles (hdrhistogram, microsecond resolution) and errors by code.
 //! `startup` is the odd one out: it times a server's start instead ([`startup`]).
+//!
+//! # Layout
+//! - this file: the arguments, the workers' loop and the report.
+//! - `caller`: what one worker sends per call, for each scenario.
+//! - `startup`: the start-up probe.
 
 use std::{
     collections::BTreeMap,
@@ -22,7 +27,7 @@ use quartet_runtime::status_names::code_name;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::{cli::ClientOptions, connect::connect, output::Printer};
+use crate::{client::ClientOptions, output::Printer};
 
 mod caller;
 mod startup;
@@ -197,15 +202,7 @@ pub(crate) async fn run(client: &ClientOptions, args: BenchArgs) -> anyhow::Resu
     let mut channels = Vec::with_capacity(args.connections);
     if args.scenario != Scenario::TextTransform {
         for _ in 0..args.connections {
-            channels.push(
-                connect(
-                    address,
-                    client.timeout,
-                    &client.credentials,
-                    &client.resolution,
-                )
-                .await?,
-            );
+            channels.push(client.connect(address).await?);
         }
     }
     let shared = caller::prepare(args.scenario, channels.first().cloned()).await?;

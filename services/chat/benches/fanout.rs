@@ -25,6 +25,11 @@
     clippy::cast_precision_loss
 )]
 
+// The tests' harness: in-process servers on port 0, and NATS prefixes that
+// clean up after themselves.
+#[path = "../tests/member/mod.rs"]
+mod member;
+
 use std::{
     sync::{
         Arc,
@@ -34,16 +39,16 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use quartet_chat::{
-    ChatConfig, HubLimits, LocalBackplane, NatsBackplane, NatsOptions, Nick, RoomEvent, RoomHub,
-    RoomName,
-};
+use quartet_chat::{ChatConfig, Nick, RoomEvent, RoomHub, RoomName};
 use quartet_proto::chat::v1::{
     ClientEvent, Join, Say, chat_service_client::ChatServiceClient, client_event,
     server_event::Event,
 };
-use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
-use tokio::{sync::mpsc, task::JoinSet, time::MissedTickBehavior};
+use tokio::{
+    sync::{broadcast::error::RecvError, mpsc},
+    task::JoinSet,
+    time::MissedTickBehavior,
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -208,6 +213,28 @@ fn window(plan: &Plan) -> (Duration, Duration) {
     (WARM_UP, WARM_UP + Duration::from_secs(plan.seconds))
 }
 
+/// Runs one member's `receive` loop, which records what it reads into a
+/// tally, until the loop ends or `stop` fires; returns the tally.
+async fn tally_until(stop: CancellationToken, receive: impl AsyncFnOnce(&mut Tally)) -> Tally {
+    let mut tally = Tally::new();
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = receive(&mut tally) => {}
+    }
+    tally
+}
+
+/// Stops the receivers and adds up what they saw of the `said` lines.
+async fn total(said: u64, stop: &CancellationToken, receivers: JoinSet<Tally>) -> Tally {
+    stop.cancel();
+    let mut total = Tally::new();
+    total.said = said;
+    for tally in receivers.join_all().await {
+        total.add(&tally);
+    }
+    total
+}
+
 async fn bench_hub(plan: &Plan) -> Tally {
     let hub = Arc::new(RoomHub::new(bench_config().hub_limits()));
     let room = RoomName::parse("bench").unwrap();
@@ -219,22 +246,17 @@ async fn bench_hub(plan: &Plan) -> Tally {
             .join(&room, &Nick::parse(&format!("m{i}")).unwrap(), None)
             .unwrap()
             .feed;
-        let stop = stop.clone();
         let window = window(plan);
-        receivers.spawn(async move {
-            let mut tally = Tally::new();
+        receivers.spawn(tally_until(stop.clone(), async move |tally: &mut Tally| {
             loop {
-                tokio::select! {
-                    () = stop.cancelled() => return tally,
-                    event = feed.recv() => match event {
-                        Ok(RoomEvent::Line(line)) => tally.record(base, &line.text, window),
-                        Ok(RoomEvent::Presence(_)) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tally.skipped += n,
-                        Err(_) => return tally,
-                    },
+                match feed.recv().await {
+                    Ok(RoomEvent::Line(line)) => tally.record(base, &line.text, window),
+                    Ok(RoomEvent::Presence(_)) => {}
+                    Err(RecvError::Lagged(n)) => tally.skipped += n,
+                    Err(RecvError::Closed) => return,
                 }
             }
-        });
+        }));
     }
     let sayers = hub.clone();
     let sayer_room = room.clone();
@@ -247,13 +269,7 @@ async fn bench_hub(plan: &Plan) -> Tally {
         }
     })
     .await;
-    stop.cancel();
-    let mut total = Tally::new();
-    total.said = said;
-    for tally in receivers.join_all().await {
-        total.add(&tally);
-    }
-    total
+    total(said, &stop, receivers).await
 }
 
 async fn channels(url: &str) -> Vec<Channel> {
@@ -302,28 +318,23 @@ async fn grpc_members(
             .await
             .unwrap()
             .into_inner();
-        let stop = stop.clone();
         let window = window(plan);
-        receivers.spawn(async move {
-            let mut tally = Tally::new();
+        receivers.spawn(tally_until(stop.clone(), async move |tally: &mut Tally| {
             loop {
-                tokio::select! {
-                    () = stop.cancelled() => return tally,
-                    event = events.message() => match event {
-                        Ok(Some(event)) => match event.event {
-                            Some(Event::Message(m)) => tally.record(base, &m.text, window),
-                            Some(Event::Gap(gap)) => tally.skipped += gap.to_seq - gap.from_seq + 1,
-                            _ => {}
-                        },
-                        other => {
-                            eprintln!("member stream ended early: {other:?}");
-                            tally.broken += 1;
-                            return tally;
-                        }
+                match events.message().await {
+                    Ok(Some(event)) => match event.event {
+                        Some(Event::Message(m)) => tally.record(base, &m.text, window),
+                        Some(Event::Gap(gap)) => tally.skipped += gap.to_seq - gap.from_seq + 1,
+                        _ => {}
                     },
+                    other => {
+                        eprintln!("member stream ended early: {other:?}");
+                        tally.broken += 1;
+                        return;
+                    }
                 }
             }
-        });
+        }));
         outboxes.push(outbox);
     }
     outboxes
@@ -346,75 +357,9 @@ async fn bench_grpc(plan: &Plan, urls: &[String]) -> Tally {
         }
     })
     .await;
-    stop.cancel();
-    let mut total = Tally::new();
-    total.said = said;
-    for tally in receivers.join_all().await {
-        total.add(&tally);
-    }
+    let total = total(said, &stop, receivers).await;
     drop(keep_open);
     total
-}
-
-async fn local_server() -> RunningServer {
-    let config = bench_config();
-    let hub = Arc::new(RoomHub::new(config.hub_limits()));
-    quartet_chat::server(
-        ServerOptions::default(),
-        Shutdown::new(),
-        config,
-        Arc::new(LocalBackplane::new(hub)),
-    )
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap()
-}
-
-async fn nats_server(url: &str, prefix: &str) -> RunningServer {
-    let config = bench_config();
-    let hub = Arc::new(RoomHub::new(HubLimits {
-        evict_idle_rooms: false,
-        ..config.hub_limits()
-    }));
-    let backplane = NatsBackplane::connect(
-        NatsOptions {
-            url: url.to_owned(),
-            prefix: prefix.to_owned(),
-            retain: config.retained(),
-            max_text_bytes: config.max_text_bytes,
-        },
-        hub,
-    )
-    .await
-    .unwrap();
-    quartet_chat::server(
-        ServerOptions::default(),
-        Shutdown::new(),
-        config,
-        Arc::new(backplane),
-    )
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap()
-}
-
-async fn delete_prefix(url: &str, prefix: &str) {
-    use futures_util::StreamExt as _;
-    let jetstream = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
-    let names: Vec<String> = jetstream
-        .stream_names()
-        .filter_map(|name| async move { name.ok() })
-        .collect()
-        .await;
-    for name in names {
-        if name.starts_with(&format!("{prefix}_")) || name == format!("KV_{prefix}_chat_members") {
-            let _ = jetstream.delete_stream(&name).await;
-        }
-    }
 }
 
 #[tokio::main]
@@ -427,21 +372,21 @@ async fn main() {
     let hub = bench_hub(&plan).await;
     report("hub", &plan, &hub);
 
-    let server = local_server().await;
+    let server = member::start(bench_config()).await;
     let grpc = bench_grpc(&plan, &[server.url()]).await;
     report("grpc", &plan, &grpc);
     server.stop().await.unwrap();
 
     match &plan.nats_url {
         Some(url) => {
-            let prefix = format!("qbench-{}", nuid::next());
-            let a = nats_server(url, &prefix).await;
-            let b = nats_server(url, &prefix).await;
+            // Everything made under the prefix goes when it is dropped.
+            let prefix = member::Prefix::new(url);
+            let a = member::start_replica(url, &prefix.name, bench_config()).await;
+            let b = member::start_replica(url, &prefix.name, bench_config()).await;
             let nats = bench_grpc(&plan, &[a.url(), b.url()]).await;
             report("nats", &plan, &nats);
             a.stop().await.unwrap();
             b.stop().await.unwrap();
-            delete_prefix(url, &prefix).await;
         }
         None => println!("nats  SKIPPED: give --nats-url or QUARTET_TEST_NATS_URL"),
     }

@@ -9,12 +9,18 @@
 //! # Layout
 //! - [`names`]: [`RoomName`] and [`Nick`], validated once at the edge.
 //! - [`event`]: the domain's events ([`ChatLine`], [`Presence`], [`RoomEvent`]).
-//! - [`hub`]: [`RoomHub`], the rooms of one server: members, sequencing,
-//!   history ring, the bounded live feed every member reads.
-//! - [`session`]: one member's rules: line size, rate limit ([`rate`]), and
-//!   the [`session::Cursor`] that turns a lossy feed into lines plus Gaps.
+//! - [`hub`]: [`RoomHub`], the rooms of one server: finding, creating and
+//!   forgetting them; `hub/room.rs` is one room's members, sequencing,
+//!   history ring, and the bounded live feed every member reads.
+//! - [`session`]: one member's rules: line size, rate limit ([`rate`]), the
+//!   [`session::Cursor`] that turns a lossy feed into lines plus Gaps, and
+//!   the [`session::Outbound`] events a member is shown.
+//! - [`member`]: one member's stream: its Join, then its requests and the
+//!   room's feed turned into what it is shown, until it leaves or the server
+//!   drains.
 //! - [`backplane`]: the [`Backplane`] trait; [`LocalBackplane`] (in-process,
-//!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS).
+//!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS;
+//!   `backplane/nats/` splits it into streams, presence and nick claims).
 //! - [`config`]: [`ChatConfig`], the service's flags.
 //! - [`metrics`]: room and member gauges, counted from the hub when scraped.
 //! - [`error`]: [`ChatError`] and its one mapping to a gRPC status.
@@ -28,6 +34,7 @@ pub mod error;
 pub mod event;
 pub mod grpc;
 pub mod hub;
+pub mod member;
 pub mod metrics;
 pub mod names;
 pub mod rate;

@@ -1,6 +1,7 @@
 //! One member's session, in domain terms: which lines it may say (size and
-//! rate), and what of the room's feed it is shown (no duplicates, and a Gap
-//! wherever it fell behind). `grpc.rs` drives a session over a stream.
+//! rate), what of the room's feed it is shown (no duplicates, and a Gap
+//! wherever it fell behind), and the [`Outbound`] events its stream carries.
+//! [`crate::member`] applies these rules over a member's stream.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 use crate::{
     config::ChatConfig,
     event::{ChatLine, Presence, RoomEvent},
+    names::{Nick, RoomName},
     rate::TokenBucket,
 };
 
@@ -26,6 +28,17 @@ pub enum Notice {
 /// What a member is shown, in order.
 #[derive(Debug, Clone)]
 pub enum Outbound {
+    /// The join took: the first event of every member's stream.
+    Joined {
+        /// The room, in its canonical form.
+        room: RoomName,
+        /// The member's nick, as typed.
+        nick: Nick,
+        /// Everyone in the room now, the joiner included, ordered by nick.
+        members: Vec<Nick>,
+        /// The room's latest sequence number when the member joined.
+        last_seq: u64,
+    },
     /// A line of the room.
     Line(Arc<ChatLine>),
     /// Someone joined or left.
@@ -37,6 +50,10 @@ pub enum Outbound {
         /// Last missed sequence number.
         to: u64,
     },
+    /// A line the member sent was not said; the stream goes on.
+    Notice(Notice),
+    /// The server is shutting down: the last event before the stream ends.
+    GoingAway,
 }
 
 /// Decides whether a line may be said: size and content first, then the rate
@@ -253,7 +270,7 @@ mod tests {
                             prop_assert_eq!(line.seq, covered + 1);
                             covered = line.seq;
                         }
-                        Outbound::Presence(_) => unreachable!(),
+                        other => unreachable!("{other:?}"),
                     }
                 }
                 // Redelivery of anything already shown is ignored.

@@ -6,7 +6,7 @@
 
 mod member;
 
-use member::{DEADLINE, Member};
+use member::{DEADLINE, Member, seqs};
 use quartet_e2e::{ServerProcess, Signal};
 use quartet_proto::chat::v1::server_event::Event;
 use tokio::{process::Command, time::timeout};
@@ -25,8 +25,7 @@ async fn start(flags: &[&str]) -> ServerProcess {
 #[tokio::test]
 async fn sigterm_sends_going_away_ends_streams_unavailable_and_exits_zero() {
     let mut server = start(&[]).await;
-    let mut ana = Member::join(&server.url("chat").unwrap(), "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&server.url("chat").unwrap(), "lobby", "ana").await;
     ana.say("hola").await;
     assert_eq!(ana.lines(1).await[0].text, "hola");
 
@@ -102,35 +101,14 @@ async fn two_server_processes_on_one_nats_carry_one_conversation() {
     let mut second = start_replica(&nats, &prefix.name).await;
     let (first_url, second_url) = (first.url("chat").unwrap(), second.url("chat").unwrap());
 
-    let mut ana = Member::join(&first_url, "plaza", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&first_url, "plaza", "ana").await;
     let mut bo = Member::join(&second_url, "plaza", "bo", None).await;
     assert_eq!(bo.joined().await.members, ["ana", "bo"]);
     assert_eq!(ana.presence_of("bo").await, None);
 
-    let (to_ana, to_bo) = (ana.sender(), bo.sender());
-    let saying = tokio::spawn(async move {
-        for n in 0..EACH {
-            member::say(&to_ana, &format!("ana {n}")).await;
-            member::say(&to_bo, &format!("bo {n}")).await;
-        }
-    });
-    let on_first: Vec<(u64, String)> = ana
-        .lines(2 * EACH)
-        .await
-        .into_iter()
-        .map(|m| (m.seq, m.text))
-        .collect();
-    let on_second: Vec<(u64, String)> = bo
-        .lines(2 * EACH)
-        .await
-        .into_iter()
-        .map(|m| (m.seq, m.text))
-        .collect();
-    saying.await.unwrap();
+    let (on_first, on_second) = member::converse(&mut ana, &mut bo, EACH).await;
     assert_eq!(on_first, on_second, "one order on both processes");
-    let seqs: Vec<u64> = on_first.iter().map(|(seq, _)| *seq).collect();
-    assert_eq!(seqs, (1..=2 * EACH as u64).collect::<Vec<_>>());
+    assert_eq!(seqs(&on_first), (1..=2 * EACH as u64).collect::<Vec<_>>());
 
     // The first process shuts down: its member is told, the other sees it go.
     first.signal(Signal::SIGTERM).unwrap();

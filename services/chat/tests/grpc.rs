@@ -8,23 +8,12 @@ mod member;
 
 use std::time::Duration;
 
-use member::{Member, connect, start};
+use member::{DEADLINE, Member, config, seqs, start};
 use quartet_chat::ChatConfig;
-use quartet_proto::chat::v1::{
-    GetHistoryRequest, LeaveReason, ListRoomsRequest, NoticeKind, server_event::Event,
-};
+use quartet_proto::chat::v1::{LeaveReason, NoticeKind, server_event::Event};
+use quartet_runtime::ServerOptions;
 use tokio::time::timeout;
 use tonic::Code;
-
-use crate::member::DEADLINE;
-
-fn config() -> ChatConfig {
-    ChatConfig {
-        rate_per_second: 10_000.0,
-        rate_burst: 10_000,
-        ..ChatConfig::default()
-    }
-}
 
 #[tokio::test]
 async fn two_members_exchange_lines_in_one_order() {
@@ -49,8 +38,7 @@ async fn two_members_exchange_lines_in_one_order() {
     let for_ana = ana.lines(3).await;
     let for_bo = bo.lines(3).await;
     assert_eq!(for_ana, for_bo, "both see one order");
-    let seqs: Vec<u64> = for_ana.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(seqs(&for_ana), [1, 2, 3]);
     let texts: Vec<&str> = for_ana.iter().map(|m| m.text.as_str()).collect();
     // One sender's lines keep their order; the two senders may interleave.
     let hola = texts.iter().position(|t| *t == "hola").unwrap();
@@ -71,8 +59,7 @@ async fn twenty_members_see_every_line_in_the_same_order() {
     let server = start(config()).await;
     let mut members = Vec::new();
     for i in 0..MEMBERS {
-        let mut member = Member::join(&server.url(), "crowd", &format!("m{i}"), None).await;
-        member.joined().await;
+        let member = Member::enter(&server.url(), "crowd", &format!("m{i}")).await;
         members.push(member);
     }
     // Every member says its lines at once, concurrently with the others.
@@ -100,8 +87,8 @@ async fn twenty_members_see_every_line_in_the_same_order() {
     for view in &views[1..] {
         assert_eq!(view, &views[0], "every member sees one order");
     }
-    let seqs: Vec<u64> = views[0].iter().map(|(seq, ..)| *seq).collect();
-    assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>());
+    let order: Vec<u64> = views[0].iter().map(|(seq, ..)| *seq).collect();
+    assert_eq!(order, (1..=total as u64).collect::<Vec<_>>());
     for i in 0..MEMBERS {
         let own: Vec<&str> = views[0]
             .iter()
@@ -121,12 +108,8 @@ async fn a_joiner_receives_the_last_lines_of_history() {
         ..config()
     })
     .await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
-    for n in 1..=5 {
-        ana.say(&format!("l{n}")).await;
-    }
-    ana.lines(5).await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
+    ana.say_numbered(5).await;
 
     let mut bo = Member::join(&server.url(), "lobby", "bo", None).await;
     assert_eq!(bo.joined().await.last_seq, 5);
@@ -149,18 +132,13 @@ async fn since_seq_replays_exactly_what_was_missed_and_a_gap_for_what_is_gone() 
         ..config()
     })
     .await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
-    for n in 1..=6 {
-        ana.say(&format!("l{n}")).await;
-    }
-    ana.lines(6).await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
+    ana.say_numbered(6).await;
 
     // Seen up to 4: gets 5 and 6 only.
     let mut bo = Member::join(&server.url(), "lobby", "bo", Some(4)).await;
     bo.joined().await;
-    let replay: Vec<u64> = bo.lines(2).await.iter().map(|m| m.seq).collect();
-    assert_eq!(replay, [5, 6]);
+    assert_eq!(seqs(&bo.lines(2).await), [5, 6]);
 
     // Seen up to 1: 2 is no longer retained (retain 4 keeps 3..=6).
     let mut cy = Member::join(&server.url(), "lobby", "cy", Some(1)).await;
@@ -169,8 +147,7 @@ async fn since_seq_replays_exactly_what_was_missed_and_a_gap_for_what_is_gone() 
         Event::Gap(gap) => assert_eq!((gap.from_seq, gap.to_seq), (2, 2)),
         other => panic!("expected a gap, got {other:?}"),
     }
-    let replay: Vec<u64> = cy.lines(4).await.iter().map(|m| m.seq).collect();
-    assert_eq!(replay, [3, 4, 5, 6]);
+    assert_eq!(seqs(&cy.lines(4).await), [3, 4, 5, 6]);
 
     // Up to date: nothing replayed, the next line is live.
     let mut di = Member::join(&server.url(), "lobby", "di", Some(6)).await;
@@ -183,10 +160,8 @@ async fn since_seq_replays_exactly_what_was_missed_and_a_gap_for_what_is_gone() 
 #[tokio::test]
 async fn leaves_are_announced_with_their_reason_and_leave_ends_the_stream_ok() {
     let server = start(config()).await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo", None).await;
-    bo.joined().await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
+    let mut bo = Member::enter(&server.url(), "lobby", "bo").await;
     let cy = Member::join(&server.url(), "lobby", "cy", None).await;
     ana.presence_of("bo").await;
     ana.presence_of("cy").await;
@@ -209,10 +184,8 @@ async fn leaves_are_announced_with_their_reason_and_leave_ends_the_stream_ok() {
 #[tokio::test]
 async fn closing_the_client_side_leaves_as_disconnected() {
     let server = start(config()).await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
-    let mut bo = Member::join(&server.url(), "lobby", "bo", None).await;
-    bo.joined().await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
+    let mut bo = Member::enter(&server.url(), "lobby", "bo").await;
     ana.presence_of("bo").await;
     bo.close_sending();
     assert_eq!(bo.end().await, Code::Ok);
@@ -224,8 +197,7 @@ async fn closing_the_client_side_leaves_as_disconnected() {
 async fn bad_joins_get_precise_statuses() {
     let server = start(config()).await;
     let url = server.url();
-    let mut ana = Member::join(&url, "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&url, "lobby", "ana").await;
 
     for (room, nick) in [
         ("", "x"),
@@ -260,10 +232,8 @@ async fn bad_joins_get_precise_statuses() {
 async fn forged_lines_and_escape_codes_are_refused_and_never_reach_others() {
     let server = start(config()).await;
     let url = server.url();
-    let mut mallory = Member::join(&url, "lobby", "mallory", None).await;
-    mallory.joined().await;
-    let mut ana = Member::join(&url, "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut mallory = Member::enter(&url, "lobby", "mallory").await;
+    let mut ana = Member::enter(&url, "lobby", "ana").await;
     mallory.presence_of("ana").await;
 
     for forged in [
@@ -331,8 +301,7 @@ async fn too_fast_and_oversize_lines_get_a_notice_and_the_stream_goes_on() {
         ..ChatConfig::default()
     })
     .await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
 
     ana.say(&"x".repeat(11)).await;
     let notice = ana.notice().await;
@@ -363,8 +332,7 @@ async fn too_fast_and_oversize_lines_get_a_notice_and_the_stream_goes_on() {
     );
 
     // Still a member: others' lines keep arriving.
-    let mut bo = Member::join(&server.url(), "lobby", "bo", None).await;
-    bo.joined().await;
+    let bo = Member::enter(&server.url(), "lobby", "bo").await;
     bo.say("still?").await;
     ana.presence_of("bo").await;
     assert_eq!(ana.lines(1).await[0].text, "still?");
@@ -383,10 +351,8 @@ async fn a_member_that_stops_reading_skips_ahead_with_a_gap_and_never_slows_the_
     let url = server.url();
     let mut slow = Member::join_with_small_window(&url, "busy", "slow").await;
     slow.joined().await;
-    let mut fast = Member::join(&url, "busy", "fast", None).await;
-    fast.joined().await;
-    let mut sayer = Member::join(&url, "busy", "sayer", None).await;
-    sayer.joined().await;
+    let mut fast = Member::enter(&url, "busy", "fast").await;
+    let mut sayer = Member::enter(&url, "busy", "sayer").await;
 
     // `slow` reads nothing from here on while 3 MB go through the room. The
     // sayer says a line once it saw its previous one: a steady room, not a
@@ -402,8 +368,7 @@ async fn a_member_that_stops_reading_skips_ahead_with_a_gap_and_never_slows_the_
     let received = timeout(DEADLINE, fast.lines(LINES))
         .await
         .expect("the room slowed down for a member that stopped reading");
-    let seqs: Vec<u64> = received.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=LINES as u64).collect::<Vec<_>>());
+    assert_eq!(seqs(&received), (1..=LINES as u64).collect::<Vec<_>>());
     let sayer = saying.await.unwrap();
 
     // Now `slow` reads: some lines, then a Gap for what it skipped, then lines
@@ -445,8 +410,7 @@ async fn a_member_that_stops_reading_skips_ahead_with_a_gap_and_never_slows_the_
 #[tokio::test]
 async fn drain_sends_going_away_then_unavailable() {
     let server = start(config()).await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
     ana.say("before").await;
     ana.lines(1).await;
 
@@ -464,25 +428,14 @@ async fn drain_sends_going_away_then_unavailable() {
 #[tokio::test]
 async fn list_rooms_and_get_history() {
     let server = start(config()).await;
-    let mut client = connect(&server.url()).await;
-    let rooms = client.list_rooms(ListRoomsRequest {}).await.unwrap();
-    assert!(rooms.into_inner().rooms.is_empty());
+    let url = server.url();
+    assert!(member::rooms(&url).await.is_empty());
 
-    let mut bo = Member::join(&server.url(), "b-room", "bo", None).await;
-    bo.joined().await;
-    let mut ana = Member::join(&server.url(), "a-room", "ana", None).await;
-    ana.joined().await;
-    for n in 1..=3 {
-        ana.say(&format!("l{n}")).await;
-    }
-    ana.lines(3).await;
-    let rooms = client
-        .list_rooms(ListRoomsRequest {})
+    let _bo = Member::enter(&url, "b-room", "bo").await;
+    let mut ana = Member::enter(&url, "a-room", "ana").await;
+    ana.say_numbered(3).await;
+    let summary: Vec<(String, u32, Vec<String>, u64)> = member::rooms(&url)
         .await
-        .unwrap()
-        .into_inner()
-        .rooms;
-    let summary: Vec<(String, u32, Vec<String>, u64)> = rooms
         .into_iter()
         .map(|r| (r.name, r.member_count, r.members, r.last_seq))
         .collect();
@@ -494,34 +447,14 @@ async fn list_rooms_and_get_history() {
         ]
     );
 
-    let history = client
-        .get_history(GetHistoryRequest {
-            room: "a-room".into(),
-            since_seq: Some(1),
-            limit: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let history = member::history(&url, "a-room", Some(1), 1).await.unwrap();
     assert_eq!(history.last_seq, 3);
     assert_eq!(history.messages.len(), 1);
     assert_eq!(history.messages[0].text, "l2");
 
-    let missing = client
-        .get_history(GetHistoryRequest {
-            room: "b-room".into(),
-            since_seq: None,
-            limit: 0,
-        })
-        .await
-        .unwrap_err();
+    let missing = member::history(&url, "b-room", None, 0).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    let invalid = client
-        .get_history(GetHistoryRequest {
-            room: "no spaces".into(),
-            since_seq: None,
-            limit: 0,
-        })
+    let invalid = member::history(&url, "no spaces", None, 0)
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), Code::InvalidArgument);
@@ -530,11 +463,10 @@ async fn list_rooms_and_get_history() {
 
 #[tokio::test]
 async fn a_chat_stream_outlives_the_request_timeout() {
-    let mut options = quartet_runtime::ServerOptions::default();
+    let mut options = ServerOptions::default();
     options.limits.request_timeout = Duration::from_millis(200);
     let server = member::start_with(options, config()).await;
-    let mut ana = Member::join(&server.url(), "lobby", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&server.url(), "lobby", "ana").await;
     // Time passing is what this test is about, not a way to wait for an event.
     tokio::time::sleep(Duration::from_millis(600)).await;
     ana.say("still here").await;
@@ -555,27 +487,14 @@ async fn a_stream_that_never_joins_is_refused_when_it_closes() {
 
 #[tokio::test]
 async fn rooms_and_members_are_exported_as_gauges() {
-    let server = quartet_chat::server_with_backplane(
-        quartet_runtime::ServerOptions::default(),
-        quartet_runtime::Shutdown::new(),
-        ChatConfig::default(),
-        &quartet_chat::BackplaneOptions::default(),
-    )
-    .await
-    .unwrap()
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let server = member::start_with(ServerOptions::default(), ChatConfig::default()).await;
     let metrics = server.metrics();
     assert!(
         metrics.encode().contains("quartet_chat_rooms 0\n"),
         "{}",
         metrics.encode()
     );
-    let mut member = Member::join(&server.url(), "gauges", "ana", None).await;
-    member.joined().await;
+    let _member = Member::enter(&server.url(), "gauges", "ana").await;
     let text = metrics.encode();
     assert!(text.contains("quartet_chat_rooms 1\n"), "{text}");
     assert!(text.contains("quartet_chat_members 1\n"), "{text}");

@@ -7,52 +7,8 @@
 
 mod member;
 
-use std::sync::Arc;
-
-use member::{Member, Prefix, connect, nats_url};
-use quartet_chat::{ChatConfig, HubLimits, NatsBackplane, NatsOptions, RoomHub};
-use quartet_proto::chat::v1::{GetHistoryRequest, ListRoomsRequest};
-use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
-use tokio::time::timeout;
+use member::{Member, Prefix, config, nats_url, seqs, start_replica};
 use tonic::Code;
-
-fn config() -> ChatConfig {
-    ChatConfig {
-        rate_per_second: 10_000.0,
-        rate_burst: 10_000,
-        ..ChatConfig::default()
-    }
-}
-
-async fn replica(url: &str, prefix: &str) -> RunningServer {
-    let config = config();
-    let hub = Arc::new(RoomHub::new(HubLimits {
-        evict_idle_rooms: false,
-        ..config.hub_limits()
-    }));
-    let backplane = NatsBackplane::connect(
-        NatsOptions {
-            url: url.to_owned(),
-            prefix: prefix.to_owned(),
-            retain: config.retained(),
-            max_text_bytes: config.max_text_bytes,
-        },
-        hub,
-    )
-    .await
-    .unwrap();
-    quartet_chat::server(
-        ServerOptions::default(),
-        Shutdown::new(),
-        config,
-        Arc::new(backplane),
-    )
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap()
-}
 
 #[tokio::test]
 async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
@@ -60,8 +16,8 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     let Some(url) = nats_url() else { return };
     let guard = Prefix::new(&url);
     let prefix = guard.name.as_str();
-    let a = replica(&url, prefix).await;
-    let b = replica(&url, prefix).await;
+    let a = start_replica(&url, prefix, config()).await;
+    let b = start_replica(&url, prefix, config()).await;
 
     let mut ana = Member::join(&a.url(), "lobby", "ana", None).await;
     assert_eq!(ana.joined().await.members, ["ana"]);
@@ -80,25 +36,9 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     assert_eq!(taken.code(), Code::AlreadyExists);
 
     // Both say lines at once; both replicas deliver one order.
-    let (ana_sender, bo_sender) = (ana.sender(), bo.sender());
-    let saying = tokio::spawn(async move {
-        for n in 0..EACH {
-            member::say(&ana_sender, &format!("a{n}")).await;
-            member::say(&bo_sender, &format!("b{n}")).await;
-        }
-    });
-    let on_a = ana.lines(2 * EACH).await;
-    let on_b = bo.lines(2 * EACH).await;
-    saying.await.unwrap();
-    let view = |lines: &[quartet_proto::chat::v1::ChatMessage]| -> Vec<(u64, String, String)> {
-        lines
-            .iter()
-            .map(|m| (m.seq, m.id.clone(), m.text.clone()))
-            .collect()
-    };
-    assert_eq!(view(&on_a), view(&on_b));
-    let seqs: Vec<u64> = on_a.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=2 * EACH as u64).collect::<Vec<_>>());
+    let (on_a, on_b) = member::converse(&mut ana, &mut bo, EACH).await;
+    assert_eq!(on_a, on_b, "one order on both replicas");
+    assert_eq!(seqs(&on_a), (1..=2 * EACH as u64).collect::<Vec<_>>());
 
     // Leaving on b is seen on a, with its reason.
     bo.leave().await;
@@ -111,11 +51,10 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
     drop(ana);
     a.stop().await.unwrap();
     b.stop().await.unwrap();
-    let c = replica(&url, prefix).await;
+    let c = start_replica(&url, prefix, config()).await;
     let mut cy = Member::join(&c.url(), "lobby", "cy", Some(2 * EACH as u64 - 3)).await;
     assert_eq!(cy.joined().await.last_seq, 2 * EACH as u64);
-    let replay: Vec<u64> = cy.lines(3).await.iter().map(|m| m.seq).collect();
-    assert_eq!(replay, [38, 39, 40]);
+    assert_eq!(seqs(&cy.lines(3).await), [38, 39, 40]);
     cy.say("after the restart").await;
     let next = cy.lines(1).await;
     assert_eq!(
@@ -123,33 +62,18 @@ async fn replicas_on_one_nats_carry_one_conversation_in_one_order() {
         (41, "after the restart")
     );
 
-    let mut client = connect(&c.url()).await;
-    let history = client
-        .get_history(GetHistoryRequest {
-            room: "lobby".into(),
-            since_seq: Some(39),
-            limit: 0,
-        })
+    let history = member::history(&c.url(), "lobby", Some(39), 0)
         .await
-        .unwrap()
-        .into_inner();
-    let seqs: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
-    assert_eq!((seqs, history.last_seq), (vec![40, 41], 41));
-    let missing = client
-        .get_history(GetHistoryRequest {
-            room: "never-used".into(),
-            since_seq: None,
-            limit: 0,
-        })
+        .unwrap();
+    assert_eq!(
+        (seqs(&history.messages), history.last_seq),
+        (vec![40, 41], 41)
+    );
+    let missing = member::history(&c.url(), "never-used", None, 0)
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    let rooms = client
-        .list_rooms(ListRoomsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .rooms;
+    let rooms = member::rooms(&c.url()).await;
     assert_eq!(rooms.len(), 1);
     assert_eq!(
         (
@@ -169,23 +93,14 @@ async fn a_late_replica_sees_members_and_lines_of_an_early_one() {
     let Some(url) = nats_url() else { return };
     let guard = Prefix::new(&url);
     let prefix = guard.name.as_str();
-    let a = replica(&url, prefix).await;
-    let rooms = timeout(
-        member::DEADLINE,
-        connect(&a.url()).await.list_rooms(ListRoomsRequest {}),
-    )
-    .await
-    .expect("listing rooms of an empty deployment hung")
-    .unwrap()
-    .into_inner()
-    .rooms;
+    let a = start_replica(&url, prefix, config()).await;
+    let rooms = member::rooms(&a.url()).await;
     assert!(rooms.is_empty(), "{rooms:?}");
-    let mut ana = Member::join(&a.url(), "den", "ana", None).await;
-    ana.joined().await;
+    let mut ana = Member::enter(&a.url(), "den", "ana").await;
     ana.say("first").await;
     ana.lines(1).await;
 
-    let b = replica(&url, prefix).await;
+    let b = start_replica(&url, prefix, config()).await;
     let mut bo = Member::join(&b.url(), "den", "bo", None).await;
     let joined = bo.joined().await;
     assert_eq!(

@@ -12,7 +12,9 @@
 //! - [`change`]: committed changes and their revisions.
 //! - [`listing`]: pages and page tokens.
 //! - [`store`]: [`PeopleStore`] (group commit, change feed, watches) over a
-//!   [`StoreBackend`]: [`store::redb`] (embedded, default) or [`store::postgres`].
+//!   [`StoreBackend`]: [`store::redb`] (embedded, default) or [`store::postgres`]
+//!   (one file per job: the pool, the schema, the batch write, reads, and the
+//!   listener for other replicas' commits).
 //! - [`error`]: [`DatabaseError`] and its one mapping to a gRPC status.
 //! - [`grpc`]: the thin adapter from the generated service to the store.
 //! - `main.rs`: the `quartet-database` binary.

@@ -148,6 +148,20 @@ fn check_version(current: &Person, expected: Option<u64>) -> Result<(), Database
     }
 }
 
+/// A new record for `person`: version 1, created and updated `now`.
+fn created(person: &NewPerson, now: Timestamp) -> PendingChange {
+    PendingChange {
+        kind: ChangeKind::Created,
+        person: Person {
+            id: person.id.clone(),
+            fields: person.fields.clone(),
+            version: 1,
+            create_time: now,
+            update_time: now,
+        },
+    }
+}
+
 /// What a single-record write does to `current` (the stored record, if any).
 /// `Import` is not single-record; see [`decide_upsert`].
 pub fn decide(
@@ -156,16 +170,7 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<PendingChange, DatabaseError> {
     match (op, current) {
-        (WriteOp::Create(person), None) => Ok(PendingChange {
-            kind: ChangeKind::Created,
-            person: Person {
-                id: person.id.clone(),
-                fields: person.fields.clone(),
-                version: 1,
-                create_time: now,
-                update_time: now,
-            },
-        }),
+        (WriteOp::Create(person), None) => Ok(created(person, now)),
         (WriteOp::Create(person), Some(_)) => Err(DatabaseError::AlreadyExists(person.id.clone())),
         (WriteOp::Update { id, .. } | WriteOp::Delete { id, .. }, None) => {
             Err(DatabaseError::NotFound(id.clone()))
@@ -214,16 +219,7 @@ pub fn decide_upsert(
     now: Timestamp,
 ) -> PendingChange {
     match current {
-        None => PendingChange {
-            kind: ChangeKind::Created,
-            person: Person {
-                id: person.id.clone(),
-                fields: person.fields.clone(),
-                version: 1,
-                create_time: now,
-                update_time: now,
-            },
-        },
+        None => created(person, now),
         Some(current) => PendingChange {
             kind: ChangeKind::Updated,
             person: Person {

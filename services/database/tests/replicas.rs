@@ -6,10 +6,8 @@
 
 mod harness;
 
-use harness::{Backend, DEADLINE, increment, person, start};
-use quartet_proto::database::v1::{
-    ChangeKind, CreatePersonRequest, GetPersonRequest, WatchPeopleRequest,
-};
+use harness::{Backend, DEADLINE, create, get, increment, next_event, person, start, watch};
+use quartet_proto::database::v1::ChangeKind;
 use tokio::time::timeout;
 use tonic::Code;
 
@@ -23,46 +21,15 @@ async fn replicas_share_writes_watch_events_and_record_locks() {
     let mut b = start(&backend).await;
 
     // A watch on B, a write through A.
-    let mut events = b
-        .client
-        .watch_people(WatchPeopleRequest {
-            since_revision: None,
-            id_prefix: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    a.client
-        .create_person(CreatePersonRequest {
-            person: Some(person("shared", "n=0")),
-        })
-        .await
-        .unwrap();
-    let event = timeout(DEADLINE, events.message())
-        .await
-        .expect("B never heard of A's write")
-        .unwrap()
-        .unwrap();
+    let mut events = watch(&mut b, None, "").await.unwrap();
+    create(&mut a, person("shared", "n=0")).await.unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(
         (event.kind(), event.person.unwrap().id.as_str()),
         (ChangeKind::Created, "shared")
     );
-    let read = b
-        .client
-        .get_person(GetPersonRequest {
-            id: "shared".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(read.name, "n=0");
-    let taken = b
-        .client
-        .create_person(CreatePersonRequest {
-            person: Some(person("shared", "again")),
-        })
-        .await
-        .unwrap_err();
+    assert_eq!(get(&mut b, "shared").await.unwrap().name, "n=0");
+    let taken = create(&mut b, person("shared", "again")).await.unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists);
 
     // Read-modify-write loops on both replicas at once.
@@ -78,24 +45,13 @@ async fn replicas_share_writes_watch_events_and_record_locks() {
     timeout(DEADLINE, writers.join_all())
         .await
         .expect("writers hung");
-    let last = a
-        .client
-        .get_person(GetPersonRequest {
-            id: "shared".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let last = get(&mut a, "shared").await.unwrap();
     assert_eq!(last.name, format!("n={}", 4 * INCREMENTS));
 
     // B's watch saw every one of those updates, in revision order, no gaps.
     let mut revision = event.revision;
     for _ in 0..4 * INCREMENTS {
-        let next = timeout(DEADLINE, events.message())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let next = next_event(&mut events).await;
         assert_eq!(next.revision, revision + 1);
         revision = next.revision;
     }

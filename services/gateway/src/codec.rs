@@ -6,7 +6,7 @@
 //! so a client cannot make the gateway buffer more than the limit.
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// One line from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum LineError {
     Io(#[from] std::io::Error),
 }
 
-/// Splits a byte stream into bounded lines, and writes lines with `\n`.
+/// Splits a byte stream into bounded lines.
 #[derive(Debug, Clone)]
 pub struct LineCodec {
     max_bytes: usize,
@@ -92,18 +92,6 @@ impl Decoder for LineCodec {
         buf.clear();
         self.searched = 0;
         Ok(Some(line))
-    }
-}
-
-impl<T: AsRef<str>> Encoder<T> for LineCodec {
-    type Error = LineError;
-
-    fn encode(&mut self, line: T, buf: &mut BytesMut) -> Result<(), LineError> {
-        let line = line.as_ref();
-        buf.reserve(line.len() + 1);
-        buf.extend_from_slice(line.as_bytes());
-        buf.extend_from_slice(b"\n");
-        Ok(())
     }
 }
 

@@ -177,15 +177,8 @@ fn a_pasted_script_on_postgres_answers_as_if_typed() {
     let Some(schema) = runtime.block_on(quartet_e2e::external::TestSchema::create(test)) else {
         return;
     };
-    let url = schema.url.clone();
-    // A panic below still drops the schema.
-    let outcome = std::panic::catch_unwind(|| {
-        a_pasted_script_answers_as_if_typed_line_by_line(Some(url), 32);
-    });
+    a_pasted_script_answers_as_if_typed_line_by_line(Some(schema.url.clone()), 32);
     runtime.block_on(schema.drop_schema()).unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// The issue's own reproduction, answer by answer.

@@ -330,6 +330,8 @@ impl WatchTally {
     }
 }
 
+/// Opens `streams` watches at a 1 s interval, measures what they get, and
+/// closes them again, watching the server's memory.
 async fn watch_capacity(
     server: &mut Server,
     streams: usize,
@@ -347,38 +349,14 @@ async fn watch_capacity(
     let began = Instant::now();
     let mut watchers = JoinSet::new();
     for stream in 0..streams {
-        let mut client = WeatherServiceClient::new(channels[stream % channels.len()].clone());
+        let client = WeatherServiceClient::new(channels[stream % channels.len()].clone());
         let station = stations[stream % stations.len()];
-        let tally = tally.clone();
-        let opening = opening.clone();
-        watchers.spawn(async move {
-            let request = WatchReadingsRequest {
-                station_id: station.to_owned(),
-                interval: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..WatchReadingsRequest::default()
-            };
-            // Held until the first reading: bounds how many opens are in flight.
-            let mut permit = opening.acquire_owned().await.ok();
-            let Ok(response) = client.watch_readings(request).await else {
-                tally.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let mut readings = response.into_inner();
-            let mut last = None;
-            while let Ok(Some(_)) = readings.message().await {
-                let now = Instant::now();
-                if let Some(last) = last.replace(now) {
-                    tally.record_gap(now - last);
-                } else {
-                    tally.opened.fetch_add(1, Ordering::Relaxed);
-                    permit.take();
-                }
-                tally.readings.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        watchers.spawn(follow_watch(
+            client,
+            station,
+            tally.clone(),
+            opening.clone(),
+        ));
     }
     // Wait until every stream has its first reading (or failed to open).
     let all_open = async {
@@ -396,6 +374,63 @@ async fn watch_capacity(
         "watch: {streams} streams at 1s on {connections} connections opened in {:.1}s ({failed} failed)",
         open_time.as_secs_f64()
     );
+    measure_window(server, &tally, streams, window).await?;
+
+    watchers.abort_all();
+    while watchers.join_next().await.is_some() {}
+    drop(channels);
+    // Give the server a moment to notice the resets and free the streams.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "watch: server RSS after the streams closed: {} KiB",
+        server.rss_kib()?
+    );
+    Ok(())
+}
+
+/// One watch stream at a 1 s interval on `client`, tallied until aborted.
+async fn follow_watch(
+    mut client: WeatherServiceClient<Channel>,
+    station: &'static str,
+    tally: Arc<WatchTally>,
+    opening: Arc<Semaphore>,
+) {
+    let request = WatchReadingsRequest {
+        station_id: station.to_owned(),
+        interval: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..WatchReadingsRequest::default()
+    };
+    // Held until the first reading: bounds how many opens are in flight.
+    let mut permit = opening.acquire_owned().await.ok();
+    let Ok(response) = client.watch_readings(request).await else {
+        tally.failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let mut readings = response.into_inner();
+    let mut last = None;
+    while let Ok(Some(_)) = readings.message().await {
+        let now = Instant::now();
+        if let Some(last) = last.replace(now) {
+            tally.record_gap(now - last);
+        } else {
+            tally.opened.fetch_add(1, Ordering::Relaxed);
+            permit.take();
+        }
+        tally.readings.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Measures a window of the open streams, once the opening burst has settled:
+/// readings delivered, the server's CPU, the gaps between readings, its memory.
+async fn measure_window(
+    server: &Server,
+    tally: &WatchTally,
+    streams: usize,
+    window: Duration,
+) -> anyhow::Result<()> {
     // Let the schedule settle (the opening burst), then measure a window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     tally.reset_gaps();
@@ -420,15 +455,5 @@ async fn watch_capacity(
         tally.gap_percentile(1.0)
     );
     println!("watch: server RSS holding {streams} streams: {holding_rss} KiB");
-
-    watchers.abort_all();
-    while watchers.join_next().await.is_some() {}
-    drop(channels);
-    // Give the server a moment to notice the resets and free the streams.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    println!(
-        "watch: server RSS after the streams closed: {} KiB",
-        server.rss_kib()?
-    );
     Ok(())
 }

@@ -9,9 +9,11 @@
 //! - [`reading`]: the domain. [`Station`], [`Metric`], [`MetricSet`],
 //!   [`Reading`], and the bounds on times and intervals; no gRPC here.
 //! - [`provider`]: the [`ReadingProvider`] trait and its implementations:
-//!   [`provider::simulated`] (a deterministic climate model, the default) over
-//!   the [`provider::catalogue`] of stations, and [`provider::observations`]
-//!   (recorded readings from a CSV file).
+//!   [`provider::simulated`] (a deterministic climate model, the default: the
+//!   provider, each station's model, the sun, the hash noise) over the
+//!   [`provider::catalogue`] of stations, and [`provider::observations`]
+//!   (recorded readings from a CSV file: the provider, its loader, one cell's
+//!   parsing).
 //! - [`watch`]: the periodic stream behind `WatchReadings`, and [`OpenWatches`],
 //!   which counts and caps open streams.
 //! - [`error`]: [`WeatherError`] and its one mapping to a gRPC status.

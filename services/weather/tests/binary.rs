@@ -5,16 +5,15 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quartet_e2e::{
-    ServerProcess, Signal, assert_usage_error, exit_of,
-    grpc::{failure, next},
-};
-use quartet_proto::weather::v1::{
-    GetReadingRequest, ReadingSource, WatchReadingsRequest,
-    weather_service_client::WeatherServiceClient,
-};
+mod harness;
+
+use std::time::Duration;
+
+use harness::{get, next_reading, open_watch, read, watch};
+use quartet_e2e::{ServerProcess, Signal, assert_usage_error, exit_of, grpc::failure};
+use quartet_proto::weather::v1::{ReadingSource, weather_service_client::WeatherServiceClient};
 use tokio::process::Command;
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 fn weather() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-weather"));
@@ -32,35 +31,23 @@ async fn start(extra: &[&str]) -> ServerProcess {
     ServerProcess::start(command, &["weather"]).await.unwrap()
 }
 
+/// A client of the binary's weather service.
+async fn client(server: &ServerProcess) -> WeatherServiceClient<Channel> {
+    WeatherServiceClient::connect(server.url("weather").unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
     let mut server = start(&[]).await;
-    let mut client = WeatherServiceClient::connect(server.url("weather").unwrap())
-        .await
-        .unwrap();
-    let reading = client
-        .get_reading(GetReadingRequest {
-            station_id: "madrid".into(),
-            ..GetReadingRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut client = client(&server).await;
+    let reading = read(&mut client, get("madrid", &[], None)).await.unwrap();
     assert_eq!(reading.source(), ReadingSource::Simulated);
 
-    let mut watch = client
-        .watch_readings(WatchReadingsRequest {
-            station_id: "mumbai".into(),
-            interval: Some(prost_types::Duration {
-                seconds: 3600,
-                nanos: 0,
-            }),
-            ..WatchReadingsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    next(&mut watch).await;
+    let hourly = watch("mumbai", &[], Some(Duration::from_secs(3600)));
+    let mut watch = open_watch(&mut client, hourly).await;
+    next_reading(&mut watch).await;
 
     server.signal(Signal::SIGTERM).unwrap();
 
@@ -72,17 +59,9 @@ async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
 async fn serves_the_observations_file_it_is_given() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/data/observations-sample.csv");
     let server = start(&["--observations", sample]).await;
-    let mut client = WeatherServiceClient::connect(server.url("weather").unwrap())
+    let reading = read(&mut client(&server).await, get("london", &[], None))
         .await
         .unwrap();
-    let reading = client
-        .get_reading(GetReadingRequest {
-            station_id: "london".into(),
-            ..GetReadingRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(reading.source(), ReadingSource::Observed);
 }
 

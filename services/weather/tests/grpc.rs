@@ -1,113 +1,25 @@
 //! The weather service over real sockets: a server on port 0 and the generated
-//! tonic client, as a user would call it.
+//! tonic client, as a user would call it: stations and readings, from the
+//! simulated climate and from a file of observations.
 
 // Integration tests: a panic is the failure report. Values compared exactly were
 // parsed from the same decimal text, so exact equality is what is meant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+mod harness;
 
-use quartet_e2e::grpc::{failure, next, within};
-use quartet_proto::weather::v1::{
-    GetReadingRequest, ListStationsRequest, Metric, Reading, ReadingSource, WatchReadingsRequest,
-    weather_service_client::WeatherServiceClient,
+use std::{sync::Arc, time::Duration};
+
+use harness::{
+    ALL, at, client, get, millis, next_reading, open_watch, present, read, sample_file, serve,
+    start, start_with, watch,
 };
-use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
-use quartet_weather::{OpenWatches, WeatherHandler, WeatherOptions};
-use tonic::{Code, Status, transport::Channel};
-
-fn sample_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/observations-sample.csv")
-}
-
-async fn start_with(weather: &WeatherOptions) -> RunningServer {
-    quartet_weather::server(ServerOptions::default(), Shutdown::new(), weather)
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
-}
-
-async fn start() -> RunningServer {
-    start_with(&WeatherOptions::default()).await
-}
-
-/// A simulated server whose open watches the test can see.
-async fn start_counting(limit: usize) -> (RunningServer, OpenWatches) {
-    let shutdown = Shutdown::new();
-    let watches = OpenWatches::new(limit);
-    let handler = WeatherHandler::new(
-        WeatherOptions::default().provider().unwrap(),
-        shutdown.drain_signal(),
-        watches.clone(),
-    );
-    (start_handler(shutdown, handler).await, watches)
-}
-
-/// A server hosting `handler`, which watches `shutdown`'s drain.
-async fn start_handler(shutdown: Shutdown, handler: WeatherHandler) -> RunningServer {
-    quartet_weather::server_with_handler(ServerOptions::default(), shutdown, handler)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
-}
-
-async fn client(server: &RunningServer) -> WeatherServiceClient<Channel> {
-    WeatherServiceClient::connect(server.url()).await.unwrap()
-}
-
-fn at(text: &str) -> prost_types::Timestamp {
-    let at: jiff::Timestamp = text.parse().unwrap();
-    prost_types::Timestamp {
-        seconds: at.as_second(),
-        nanos: at.subsec_nanosecond(),
-    }
-}
-
-fn get(station: &str, metrics: &[Metric], time: Option<&str>) -> GetReadingRequest {
-    GetReadingRequest {
-        station_id: station.to_owned(),
-        metrics: metrics.iter().map(|metric| (*metric).into()).collect(),
-        at: time.map(at),
-    }
-}
-
-async fn read(
-    client: &mut WeatherServiceClient<Channel>,
-    request: GetReadingRequest,
-) -> Result<Reading, Status> {
-    within(client.get_reading(request))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-/// Which metrics a reading carries, checking each has its unit.
-fn present(reading: &Reading) -> Vec<Metric> {
-    let mut present = Vec::new();
-    for (metric, measurement, unit) in [
-        (Metric::MinTemperature, &reading.min_temperature, "°C"),
-        (Metric::MaxTemperature, &reading.max_temperature, "°C"),
-        (Metric::Pressure, &reading.pressure, "hPa"),
-        (Metric::Rainfall, &reading.rainfall, "mm"),
-    ] {
-        if let Some(measurement) = measurement {
-            assert_eq!(measurement.unit, unit, "{metric:?}");
-            present.push(metric);
-        }
-    }
-    present
-}
-
-const ALL: [Metric; 4] = [
-    Metric::MinTemperature,
-    Metric::MaxTemperature,
-    Metric::Pressure,
-    Metric::Rainfall,
-];
+use quartet_proto::weather::v1::{
+    GetReadingRequest, ListStationsRequest, Metric, Reading, ReadingSource,
+};
+use quartet_runtime::{RunningServer, ServerOptions};
+use quartet_weather::{OpenWatches, WeatherOptions};
+use tonic::Code;
 
 #[tokio::test]
 async fn list_stations_returns_the_catalogue_ordered_by_id() {
@@ -212,8 +124,7 @@ async fn a_reading_without_a_time_is_now() {
     let before = jiff::Timestamp::now().as_millisecond();
     let reading = read(&mut client, get("cairo", &[], None)).await.unwrap();
     let after = jiff::Timestamp::now().as_millisecond();
-    let observed = reading.observed_at.unwrap();
-    let observed = observed.seconds * 1000 + i64::from(observed.nanos) / 1_000_000;
+    let observed = millis(&reading);
     assert!(
         (before..=after).contains(&observed),
         "{before} {observed} {after}"
@@ -293,193 +204,6 @@ async fn bad_requests_get_precise_statuses() {
             .await
             .unwrap();
     }
-    server.stop().await.unwrap();
-}
-
-fn watch(station: &str, metrics: &[Metric], interval: Option<Duration>) -> WatchReadingsRequest {
-    WatchReadingsRequest {
-        station_id: station.to_owned(),
-        metrics: metrics.iter().map(|metric| (*metric).into()).collect(),
-        interval: interval.map(|interval| prost_types::Duration::try_from(interval).unwrap()),
-    }
-}
-
-fn millis(reading: &Reading) -> i64 {
-    let at = reading.observed_at.unwrap();
-    at.seconds * 1000 + i64::from(at.nanos) / 1_000_000
-}
-
-#[tokio::test]
-async fn watch_sends_a_reading_now_then_one_every_interval() {
-    let server = start().await;
-    let mut client = client(&server).await;
-    let interval = Duration::from_millis(100);
-    let started = tokio::time::Instant::now();
-    let mut readings = client
-        .watch_readings(watch("madrid", &[Metric::Pressure], Some(interval)))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut received = Vec::new();
-    for _ in 0..6 {
-        let reading = next(&mut readings).await;
-        assert_eq!(present(&reading), [Metric::Pressure]);
-        received.push(reading);
-    }
-    let elapsed = started.elapsed();
-    // Five intervals separate six readings, and none came early.
-    assert!(elapsed >= interval * 5, "{elapsed:?}");
-    let times: Vec<i64> = received.iter().map(millis).collect();
-    for pair in times.windows(2) {
-        // Ticks are 100 ms apart; a reading is stamped when its tick is
-        // served, which a loaded machine may delay by a few milliseconds. A
-        // burst would show gaps near zero.
-        assert!(pair[1] - pair[0] >= 50, "{times:?}");
-    }
-    assert!(times[5] - times[0] >= 490, "{times:?}");
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn watch_without_an_interval_reads_every_second() {
-    let server = start().await;
-    let mut client = client(&server).await;
-    let mut readings = client
-        .watch_readings(watch("nairobi", &[], None))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = next(&mut readings).await;
-    let second = next(&mut readings).await;
-    assert_eq!(present(&first), ALL);
-    let gap = millis(&second) - millis(&first);
-    // The first reading is taken before the schedule starts, so the gap is at
-    // least the interval; the upper bound only tells 1 s from a longer default.
-    assert!((999..2500).contains(&gap), "{gap} ms");
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn bad_watches_fail_before_any_reading() {
-    let server = start().await;
-    let mut client = client(&server).await;
-    let cases = [
-        (watch("atlantis", &[], None), Code::NotFound),
-        (
-            watch("madrid", &[Metric::Unspecified], None),
-            Code::InvalidArgument,
-        ),
-        (
-            watch("madrid", &[], Some(Duration::from_millis(99))),
-            Code::InvalidArgument,
-        ),
-        (
-            watch("madrid", &[], Some(Duration::ZERO)),
-            Code::InvalidArgument,
-        ),
-        (
-            watch(
-                "madrid",
-                &[],
-                Some(Duration::from_secs(24 * 3600) + Duration::from_nanos(1)),
-            ),
-            Code::InvalidArgument,
-        ),
-        (
-            WatchReadingsRequest {
-                interval: Some(prost_types::Duration {
-                    seconds: -1,
-                    nanos: 0,
-                }),
-                ..watch("madrid", &[], None)
-            },
-            Code::InvalidArgument,
-        ),
-    ];
-    for (request, code) in cases {
-        let status = within(client.watch_readings(request.clone()))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), code, "{request:?}: {status:?}");
-    }
-    // The bounds themselves are accepted.
-    for interval in [Duration::from_millis(100), Duration::from_secs(24 * 3600)] {
-        let mut readings = client
-            .watch_readings(watch("madrid", &[], Some(interval)))
-            .await
-            .unwrap()
-            .into_inner();
-        next(&mut readings).await;
-    }
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn watch_ends_on_the_server_when_the_client_goes() {
-    let (server, watches) = start_counting(100).await;
-    let mut client = client(&server).await;
-    let mut readings = client
-        .watch_readings(watch("london", &[], Some(Duration::from_millis(100))))
-        .await
-        .unwrap()
-        .into_inner();
-    next(&mut readings).await;
-    assert_eq!(watches.count(), 1);
-    drop(readings);
-    within(watches.wait_for(|open| *open == 0)).await;
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn watch_ends_with_unavailable_when_the_server_drains() {
-    let (server, watches) = start_counting(100).await;
-    let mut client = client(&server).await;
-    // A long interval: only the drain can end this stream in time.
-    let mut readings = client
-        .watch_readings(watch("sydney", &[], Some(Duration::from_secs(3600))))
-        .await
-        .unwrap()
-        .into_inner();
-    next(&mut readings).await;
-    server.shutdown().request();
-    let status = failure(&mut readings).await;
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(
-        status.message().contains("reconnect"),
-        "{}",
-        status.message()
-    );
-    within(server.stopped()).await.unwrap();
-    assert_eq!(watches.count(), 0);
-}
-
-#[tokio::test]
-async fn watches_past_the_cap_are_resource_exhausted_until_one_closes() {
-    let (server, watches) = start_counting(2).await;
-    let mut client = client(&server).await;
-    let hour = Some(Duration::from_secs(3600));
-    let mut first = client
-        .watch_readings(watch("lhasa", &[], hour))
-        .await
-        .unwrap()
-        .into_inner();
-    let _second = client
-        .watch_readings(watch("lhasa", &[], hour))
-        .await
-        .unwrap()
-        .into_inner();
-    next(&mut first).await;
-    let status = client
-        .watch_readings(watch("lhasa", &[], hour))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    drop(first);
-    within(watches.wait_for(|open| *open == 1)).await;
-    client
-        .watch_readings(watch("lhasa", &[], hour))
-        .await
-        .unwrap();
     server.stop().await.unwrap();
 }
 
@@ -585,17 +309,17 @@ mod observations {
     async fn watch_repeats_the_latest_record() {
         let server = start_sample().await;
         let mut client = client(&server).await;
-        let mut readings = client
-            .watch_readings(watch(
+        let mut readings = open_watch(
+            &mut client,
+            watch(
                 "london",
                 &[Metric::Rainfall],
                 Some(Duration::from_millis(100)),
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        let first = next(&mut readings).await;
-        let second = next(&mut readings).await;
+            ),
+        )
+        .await;
+        let first = next_reading(&mut readings).await;
+        let second = next_reading(&mut readings).await;
         assert_eq!(first.observed_at, Some(at("2024-01-21T09:00:00Z")));
         assert_eq!(first, second);
         server.stop().await.unwrap();
@@ -605,7 +329,6 @@ mod observations {
 #[tokio::test]
 async fn a_server_built_on_a_provider_of_our_own_serves_it() {
     // The trait is the extension point: any provider plugs into the handler.
-    let shutdown = Shutdown::new();
     let provider: Arc<dyn quartet_weather::ReadingProvider> = Arc::new(
         quartet_weather::provider::observations::ObservationsProvider::from_reader(
             std::path::Path::new("inline.csv"),
@@ -613,38 +336,11 @@ async fn a_server_built_on_a_provider_of_our_own_serves_it() {
         )
         .unwrap(),
     );
-    let handler = WeatherHandler::new(provider, shutdown.drain_signal(), OpenWatches::new(1));
-    let server = start_handler(shutdown, handler).await;
+    let server = serve(ServerOptions::default(), provider, OpenWatches::new(1)).await;
     let reading = read(&mut client(&server).await, get("reykjavik", &[], None))
         .await
         .unwrap();
     assert_eq!(present(&reading), [Metric::Pressure]);
     assert_eq!(reading.pressure.unwrap().value, 990.5);
-    server.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn open_watches_are_exported_as_a_gauge() {
-    let (server, watches) = start_counting(10).await;
-    let metrics = server.metrics().clone();
-    let mut client = client(&server).await;
-    let stream = client
-        .watch_readings(WatchReadingsRequest {
-            station_id: "madrid".into(),
-            metrics: Vec::new(),
-            interval: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    within(watches.wait_for(|open| *open == 1)).await;
-    assert!(
-        metrics.encode().contains("quartet_weather_watches 1\n"),
-        "{}",
-        metrics.encode()
-    );
-    drop(stream);
-    within(watches.wait_for(|open| *open == 0)).await;
-    assert!(metrics.encode().contains("quartet_weather_watches 0\n"));
     server.stop().await.unwrap();
 }

@@ -1,15 +1,19 @@
 //! A chat member for tests: the generated client on one Chat stream, with
-//! helpers that wait (with a deadline) for the events a test expects.
+//! helpers that wait (with a deadline) for the events a test expects; and the
+//! servers they talk to, in-process on port 0, with rooms in this process or
+//! in NATS under a prefix that cleans up after itself. The fan-out bench
+//! shares this file.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::StreamExt as _;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use quartet_chat::{ChatConfig, LocalBackplane, RoomHub};
+use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_proto::chat::v1::{
-    ChatMessage, ClientEvent, Join, Joined, Leave, LeaveReason, Notice, Say, ServerEvent,
+    ChatMessage, ClientEvent, GetHistoryRequest, GetHistoryResponse, Join, Joined, Leave,
+    LeaveReason, ListRoomsRequest, Notice, Room, Say, ServerEvent,
     chat_service_client::ChatServiceClient, client_event, server_event::Event,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
@@ -22,27 +26,106 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// Client events a test may queue ahead of the stream.
 const OUTBOX: usize = 64;
 
+/// The default configuration with the rate limit out of the way, for tests
+/// that say many lines at once.
+pub fn config() -> ChatConfig {
+    ChatConfig {
+        rate_per_second: 10_000.0,
+        rate_burst: 10_000,
+        ..ChatConfig::default()
+    }
+}
+
+/// A server with its rooms in this process.
 pub async fn start(config: ChatConfig) -> RunningServer {
     start_with(ServerOptions::default(), config).await
 }
 
+/// A server with its rooms in this process, and these server options.
 pub async fn start_with(options: ServerOptions, config: ChatConfig) -> RunningServer {
-    let hub = Arc::new(RoomHub::new(config.hub_limits()));
-    quartet_chat::server(
-        options,
-        Shutdown::new(),
-        config,
-        Arc::new(LocalBackplane::new(hub)),
-    )
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap()
-    .spawn()
-    .unwrap()
+    serve(options, config, &BackplaneOptions::default()).await
+}
+
+/// One replica of a deployment whose rooms live in the NATS at `nats_url`,
+/// under `prefix`.
+pub async fn start_replica(nats_url: &str, prefix: &str, config: ChatConfig) -> RunningServer {
+    let backplane = BackplaneOptions {
+        nats_url: Some(nats_url.to_owned()),
+        nats_prefix: prefix.to_owned(),
+    };
+    serve(ServerOptions::default(), config, &backplane).await
+}
+
+/// The server `quartet-chat` runs, on a free loopback port.
+async fn serve(
+    options: ServerOptions,
+    config: ChatConfig,
+    backplane: &BackplaneOptions,
+) -> RunningServer {
+    quartet_chat::server_with_backplane(options, Shutdown::new(), config, backplane)
+        .await
+        .unwrap()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
 }
 
 pub async fn connect(url: &str) -> ChatServiceClient<Channel> {
     ChatServiceClient::connect(url.to_owned()).await.unwrap()
+}
+
+/// ListRooms on the server at `url`.
+pub async fn rooms(url: &str) -> Vec<Room> {
+    timeout(DEADLINE, connect(url).await.list_rooms(ListRoomsRequest {}))
+        .await
+        .expect("listing rooms hung")
+        .unwrap()
+        .into_inner()
+        .rooms
+}
+
+/// GetHistory on the server at `url`.
+pub async fn history(
+    url: &str,
+    room: &str,
+    since_seq: Option<u64>,
+    limit: u32,
+) -> Result<GetHistoryResponse, Status> {
+    let request = GetHistoryRequest {
+        room: room.into(),
+        since_seq,
+        limit,
+    };
+    let response = timeout(DEADLINE, connect(url).await.get_history(request))
+        .await
+        .expect("GetHistory hung")?;
+    Ok(response.into_inner())
+}
+
+/// `first` and `second` say `each` lines at once, interleaved; what each of
+/// them received, skipping presence.
+pub async fn converse(
+    first: &mut Member,
+    second: &mut Member,
+    each: usize,
+) -> (Vec<ChatMessage>, Vec<ChatMessage>) {
+    let (to_first, to_second) = (first.sender(), second.sender());
+    let saying = tokio::spawn(async move {
+        for n in 0..each {
+            say(&to_first, &format!("a{n}")).await;
+            say(&to_second, &format!("b{n}")).await;
+        }
+    });
+    let received = (first.lines(2 * each).await, second.lines(2 * each).await);
+    saying.await.unwrap();
+    received
+}
+
+/// The sequence numbers of `lines`, in order.
+pub fn seqs(lines: &[ChatMessage]) -> Vec<u64> {
+    lines.iter().map(|line| line.seq).collect()
 }
 
 fn join_event(room: &str, nick: &str, since_seq: Option<u64>) -> ClientEvent {
@@ -97,6 +180,14 @@ impl Member {
         Self::try_join(url, room, nick, since_seq).await.unwrap()
     }
 
+    /// Joins with recent history and waits for Joined, for tests that do not
+    /// look at it.
+    pub async fn enter(url: &str, room: &str, nick: &str) -> Self {
+        let mut member = Self::join(url, room, nick, None).await;
+        member.joined().await;
+        member
+    }
+
     /// Joins over a connection with HTTP/2's minimum receive windows (64 KiB
     /// instead of hyper's 2 MiB), so what a member that stops reading costs is
     /// the server's buffering, not the client's.
@@ -149,6 +240,14 @@ impl Member {
 
     pub async fn say(&self, text: &str) {
         say(self.sender.as_ref().unwrap(), text).await;
+    }
+
+    /// Says `l1` to `l{count}`, and waits until they come back.
+    pub async fn say_numbered(&mut self, count: usize) {
+        for n in 1..=count {
+            self.say(&format!("l{n}")).await;
+        }
+        self.lines(count).await;
     }
 
     pub async fn leave(&self) {

@@ -320,13 +320,7 @@ async fn run_writer(
                     .map(|change| change.revision)
                     .max();
                 if let Some(latest) = latest {
-                    commits.send_if_modified(|known| {
-                        let newer = latest > *known;
-                        if newer {
-                            *known = latest;
-                        }
-                        newer
-                    });
+                    announce(&commits, latest);
                 }
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A caller that gave up no longer needs its answer; the write stands.
@@ -341,4 +335,16 @@ async fn run_writer(
             }
         }
     }
+}
+
+/// Tells `commits` about `revision`, unless it already knows a later one: this
+/// process's commits and other replicas' notifications may arrive out of order.
+fn announce(commits: &watch::Sender<u64>, revision: u64) {
+    commits.send_if_modified(|known| {
+        let newer = revision > *known;
+        if newer {
+            *known = revision;
+        }
+        newer
+    });
 }

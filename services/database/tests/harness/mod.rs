@@ -1,4 +1,5 @@
-//! Starting a people server on either backend for a test, and cleaning up after.
+//! Starting a people server on either backend for a test, the calls tests make
+//! to it, and cleaning up after.
 
 #![allow(
     dead_code,
@@ -14,11 +15,12 @@ use std::{
 
 use quartet_database::StoreOptions;
 use quartet_proto::database::v1::{
-    GetPersonRequest, Person, UpdatePersonRequest, people_service_client::PeopleServiceClient,
+    CreatePersonRequest, GetPersonRequest, ListPeopleRequest, Person, PersonEvent,
+    UpdatePersonRequest, WatchPeopleRequest, people_service_client::PeopleServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
-use tonic::Code;
-use tonic::transport::Channel;
+use tokio::time::timeout;
+use tonic::{Code, Status, Streaming, transport::Channel};
 
 /// Every test finishes well within this.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
@@ -57,14 +59,7 @@ impl Backend {
                 .as_micros(),
             SCHEMAS.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
+        administer(&admin_url, &format!("CREATE SCHEMA {schema}")).await;
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
         Some(Self::Postgres {
@@ -97,16 +92,18 @@ impl Backend {
             admin_url, schema, ..
         } = self
         {
-            let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .unwrap();
+            administer(&admin_url, &format!("DROP SCHEMA {schema} CASCADE")).await;
         }
     }
+}
+
+/// Runs `sql` on the test PostgreSQL as its administrator.
+async fn administer(admin_url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
 }
 
 /// A running server and a client of it.
@@ -115,10 +112,12 @@ pub(crate) struct Fixture {
     pub(crate) client: PeopleServiceClient<Channel>,
 }
 
+/// A server on `backend` keeping the default change log, and a client of it.
 pub(crate) async fn start(backend: &Backend) -> Fixture {
     start_with(backend, 100_000).await
 }
 
+/// A server on `backend` keeping the last `retention` changes, and a client of it.
 pub(crate) async fn start_with(backend: &Backend, retention: u64) -> Fixture {
     let store = backend.options(retention).open().await.unwrap();
     let server = quartet_database::server(ServerOptions::default(), Shutdown::new(), store)
@@ -131,6 +130,114 @@ pub(crate) async fn start_with(backend: &Backend, retention: u64) -> Fixture {
     Fixture { server, client }
 }
 
+/// Runs `behaviour` against a fresh server on `backend`, then stops the server
+/// (within [`DEADLINE`]) and drops what the test created.
+pub(crate) async fn run(backend: Backend, behaviour: impl AsyncFnOnce(&mut Fixture)) {
+    let mut fixture = start(&backend).await;
+    behaviour(&mut fixture).await;
+    timeout(DEADLINE, fixture.server.stop())
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+    backend.clean_up().await;
+}
+
+/// CreatePerson.
+pub(crate) async fn create(fixture: &mut Fixture, person: Person) -> Result<Person, Status> {
+    fixture
+        .client
+        .create_person(CreatePersonRequest {
+            person: Some(person),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// GetPerson.
+pub(crate) async fn get(fixture: &mut Fixture, id: &str) -> Result<Person, Status> {
+    fixture
+        .client
+        .get_person(GetPersonRequest { id: id.into() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// UpdatePerson of the fields in `mask` (none: the fields that are set).
+pub(crate) async fn update(
+    fixture: &mut Fixture,
+    person: Person,
+    mask: &[&str],
+    expected_version: Option<u64>,
+) -> Result<Person, Status> {
+    let update_mask = (!mask.is_empty()).then(|| prost_types::FieldMask {
+        paths: mask.iter().map(|path| (*path).to_owned()).collect(),
+    });
+    fixture
+        .client
+        .update_person(UpdatePersonRequest {
+            person: Some(person),
+            update_mask,
+            expected_version,
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Every id under `prefix`, page by page, and how many pages it took.
+pub(crate) async fn list_all(
+    fixture: &mut Fixture,
+    prefix: &str,
+    page_size: u32,
+) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut token = String::new();
+    loop {
+        let page = fixture
+            .client
+            .list_people(ListPeopleRequest {
+                page_size,
+                page_token: token,
+                id_prefix: prefix.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        ids.extend(page.people.into_iter().map(|person| person.id));
+        if page.next_page_token.is_empty() {
+            return (ids, pages);
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// WatchPeople from `since` (none: from now) of the ids under `prefix`.
+pub(crate) async fn watch(
+    fixture: &mut Fixture,
+    since: Option<u64>,
+    prefix: &str,
+) -> Result<Streaming<PersonEvent>, Status> {
+    fixture
+        .client
+        .watch_people(WatchPeopleRequest {
+            since_revision: since,
+            id_prefix: prefix.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The next event of a watch, which must come within [`DEADLINE`].
+pub(crate) async fn next_event(events: &mut Streaming<PersonEvent>) -> PersonEvent {
+    timeout(DEADLINE, events.message())
+        .await
+        .expect("no event in time")
+        .unwrap()
+        .expect("watch ended")
+}
+
+/// A person with only an id and a name.
 pub(crate) fn person(id: &str, name: &str) -> Person {
     Person {
         id: id.into(),

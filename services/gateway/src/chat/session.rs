@@ -1,13 +1,13 @@
-//! One chat user's session, whatever carries its lines: before joining it takes
-//! `NICK`, `JOIN`, `HELP`, `QUIT`; once in a room it says every line and relays
-//! the room's events as text, until `bye`, the client going, idleness, or the
-//! server draining.
+//! One chat user's session, whatever carries its lines: before joining it
+//! takes the [`command`](super::command)s; once in a room it says every line
+//! and relays the room's events as text ([`render`](super::render)), until
+//! `bye`, the client going, idleness, or the server draining.
 
 use std::{future::Future, time::Duration};
 
 use futures_util::{Stream, StreamExt as _};
 use quartet_proto::chat::v1::{
-    ClientEvent, Join, Leave, NoticeKind, Say, ServerEvent, client_event, server_event,
+    ClientEvent, Join, Leave, Say, ServerEvent, client_event, server_event,
 };
 use quartet_runtime::DrainSignal;
 use tokio::{
@@ -17,25 +17,18 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use quartet_text::printable;
-
+use super::{
+    command::{self, Command, RoomLine},
+    render,
+};
 use crate::{
-    protocol::split_command,
-    reply::{err, status_line},
+    reply::{self, Reply, err, status_line},
     upstreams::Upstreams,
 };
 
 /// Client events queued for the upstream stream; a client typing faster than
 /// the service takes lines waits here (and then at its socket).
 const OUTBOX: usize = 16;
-
-const COMMANDS: [&str; 5] = [
-    "NICK <name>        choose your name (before JOIN)",
-    "JOIN <room>        enter a room; then every line you send is said to it",
-    "bye                leave the room (once joined)",
-    "HELP",
-    "QUIT",
-];
 
 /// What the transport read from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +49,7 @@ pub trait LineSink: Send {
 
 /// A session's place in a room.
 struct InRoom {
+    /// Our nick as the service spells it (NFKC), to tell our lines from others'.
     nick: String,
     outbox: mpsc::Sender<ClientEvent>,
     events: Streaming<ServerEvent>,
@@ -70,70 +64,55 @@ enum Next {
     Close,
 }
 
+/// One session's state: the nick chosen, and the room once joined.
+struct Session<'a, S> {
+    upstreams: &'a Upstreams,
+    sink: S,
+    nick: Option<String>,
+    room: Option<InRoom>,
+}
+
 /// Runs one session until it ends.
 pub async fn run<I, S>(
     upstreams: Upstreams,
     mut input: I,
-    mut sink: S,
+    sink: S,
     idle: Duration,
     drain: DrainSignal,
 ) where
     I: Stream<Item = Input> + Unpin + Send,
     S: LineSink,
 {
-    let mut nick: Option<String> = None;
-    let mut room: Option<InRoom> = None;
+    let mut session = Session {
+        upstreams: &upstreams,
+        sink,
+        nick: None,
+        room: None,
+    };
     let mut deadline = Instant::now() + idle;
     loop {
         let next = tokio::select! {
             input = input.next() => {
                 deadline = Instant::now() + idle;
-                match input {
-                    None => Next::Close,
-                    Some(Input::TooLong) => {
-                        let _ = sink.send("ERR line too long").await;
-                        Next::Close
-                    }
-                    Some(Input::NotUtf8) => {
-                        reply(&mut sink, &err("INVALID_ARGUMENT", "line is not valid UTF-8")).await
-                    }
-                    Some(Input::Line(line)) => match &mut room {
-                        Some(joined) => say_or_leave(joined, line, &mut sink).await,
-                        None => command(&upstreams, &mut nick, &mut room, &line, &mut sink).await,
-                    },
-                }
+                session.input(input).await
             }
-            event = next_event(&mut room) => {
+            event = next_event(&mut session.room) => {
                 deadline = Instant::now() + idle;
-                match room.as_mut() {
-                    Some(joined) => relay(joined, event, &mut sink).await,
-                    None => Next::Continue,
-                }
+                session.relay(event).await
             }
             () = sleep_until(deadline) => {
-                let _ = sink.send(&err("DEADLINE_EXCEEDED", "idle timeout")).await;
-                Next::Close
+                session.farewell(&err("DEADLINE_EXCEEDED", "idle timeout")).await
             }
-            () = drain.draining() => {
-                let _ = sink.send("* gateway shutting down").await;
-                Next::Close
-            }
+            () = drain.draining() => session.farewell("* gateway shutting down").await,
         };
         if matches!(next, Next::Close) {
             break;
         }
     }
-    if let Some(joined) = room
+    if let Some(joined) = session.room
         && !joined.left
     {
         leave(&joined).await;
-    }
-}
-
-async fn reply<S: LineSink>(sink: &mut S, line: &str) -> Next {
-    match sink.send(line).await {
-        Ok(()) => Next::Continue,
-        Err(_) => Next::Close,
     }
 }
 
@@ -151,74 +130,122 @@ async fn leave(joined: &InRoom) {
     let _ = joined.outbox.send(leave).await;
 }
 
-async fn command<S: LineSink>(
-    upstreams: &Upstreams,
-    nick: &mut Option<String>,
-    room: &mut Option<InRoom>,
-    line: &str,
-    sink: &mut S,
-) -> Next {
-    let (verb, rest) = split_command(line);
-    match verb.as_str() {
-        "NICK" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
-            *nick = Some(rest.to_owned());
-            reply(sink, &format!("OK nick {rest}")).await
-        }
-        "NICK" => {
-            reply(
-                sink,
-                &err("INVALID_ARGUMENT", "usage: NICK <name> (no spaces)"),
-            )
-            .await
-        }
-        "JOIN" if rest.is_empty() || rest.contains(char::is_whitespace) => {
-            reply(
-                sink,
-                &err("INVALID_ARGUMENT", "usage: JOIN <room> (no spaces)"),
-            )
-            .await
-        }
-        "JOIN" => {
-            let Some(nick) = nick.clone() else {
-                return reply(
-                    sink,
-                    &err("FAILED_PRECONDITION", "choose a name first: NICK <name>"),
-                )
-                .await;
-            };
-            match join(upstreams, rest, &nick).await {
-                Ok((joined, line)) => {
-                    *room = Some(joined);
-                    reply(sink, &line).await
-                }
-                Err(line) => reply(sink, &line).await,
+impl<S: LineSink> Session<'_, S> {
+    /// Sends every line of `reply`; closes when it says so or the client is gone.
+    async fn answer(&mut self, reply: &Reply) -> Next {
+        for line in reply.lines() {
+            if self.sink.send(line).await.is_err() {
+                return Next::Close;
             }
         }
-        "HELP" => {
-            let mut next = reply(sink, &format!("OK {}", COMMANDS.len())).await;
-            for command in COMMANDS {
-                next = reply(sink, command).await;
-            }
-            next
-        }
-        "QUIT" | "BYE" => {
-            let _ = sink.send("OK bye").await;
+        if reply.closes() {
             Next::Close
+        } else {
+            Next::Continue
         }
-        _ => {
-            reply(
-                sink,
-                &err(
-                    "FAILED_PRECONDITION",
-                    "join a room first: NICK <name>, then JOIN <room>",
-                ),
-            )
-            .await
+    }
+
+    /// A last line, then the session ends.
+    async fn farewell(&mut self, line: &str) -> Next {
+        let _ = self.sink.send(line).await;
+        Next::Close
+    }
+
+    async fn input(&mut self, input: Option<Input>) -> Next {
+        match input {
+            None => Next::Close,
+            Some(Input::TooLong) => self.answer(&reply::too_long()).await,
+            Some(Input::NotUtf8) => self.answer(&reply::not_utf8()).await,
+            Some(Input::Line(line)) => {
+                if self.room.is_some() {
+                    self.in_room(command::parse_in_room(line)).await
+                } else {
+                    match command::parse(&line) {
+                        Ok(command) => self.apply(command).await,
+                        Err(reply) => self.answer(&reply).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out a command sent before joining.
+    async fn apply(&mut self, command: Command) -> Next {
+        match command {
+            Command::Nick(nick) => {
+                let answer = Reply::line(format!("OK nick {nick}"));
+                self.nick = Some(nick);
+                self.answer(&answer).await
+            }
+            Command::Join(room) => {
+                let Some(nick) = self.nick.clone() else {
+                    let refusal = err("FAILED_PRECONDITION", "choose a name first: NICK <name>");
+                    return self.answer(&Reply::line(refusal)).await;
+                };
+                match join(self.upstreams, &room, &nick).await {
+                    Ok((joined, line)) => {
+                        self.room = Some(joined);
+                        self.answer(&Reply::line(line)).await
+                    }
+                    Err(line) => self.answer(&Reply::line(line)).await,
+                }
+            }
+            Command::Quit => self.answer(&reply::quit()).await,
+        }
+    }
+
+    /// Says a line to the room, or leaves on `bye`.
+    async fn in_room(&mut self, line: RoomLine) -> Next {
+        let Some(joined) = self.room.as_mut() else {
+            return Next::Continue;
+        };
+        let text = match line {
+            RoomLine::Bye => {
+                leave(joined).await;
+                joined.left = true;
+                return self.answer(&reply::quit()).await;
+            }
+            RoomLine::Say(text) => text,
+        };
+        let say = ClientEvent {
+            event: Some(client_event::Event::Say(Say { text })),
+        };
+        if joined.outbox.send(say).await.is_err() {
+            return self
+                .farewell(&err("UNAVAILABLE", "the chat stream has ended"))
+                .await;
+        }
+        Next::Continue
+    }
+
+    /// Writes a room event as text.
+    async fn relay(&mut self, event: Result<Option<ServerEvent>, tonic::Status>) -> Next {
+        let Some(joined) = self.room.as_mut() else {
+            return Next::Continue;
+        };
+        let event = match event {
+            Ok(Some(ServerEvent { event: Some(event) })) => event,
+            Ok(Some(ServerEvent { event: None })) => return Next::Continue,
+            Ok(None) => {
+                joined.left = true;
+                return self
+                    .farewell(&err("UNAVAILABLE", "the chat service ended the session"))
+                    .await;
+            }
+            Err(status) => {
+                joined.left = true;
+                return self.farewell(&status_line(&status)).await;
+            }
+        };
+        match render::event(&event, &joined.nick, joined.history_until) {
+            Some(line) => self.answer(&Reply::line(line)).await,
+            None => Next::Continue,
         }
     }
 }
 
-/// Opens the room's stream and waits for the server to let us in.
+/// Opens the room's stream and waits for the server to let us in; the answer
+/// line either way.
 async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, String), String> {
     let (outbox, outgoing) = mpsc::channel(OUTBOX);
     let join = ClientEvent {
@@ -248,17 +275,9 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
         Ok(Some(ServerEvent {
             event: Some(server_event::Event::Joined(joined)),
         })) => {
-            let members: Vec<_> = joined.members.iter().map(|nick| printable(nick)).collect();
-            let line = format!(
-                "OK joined {} as {}; here: {}",
-                printable(&joined.room),
-                printable(&joined.nick),
-                members.join(", ")
-            );
+            let line = render::joined(&joined);
             let in_room = InRoom {
-                // The service's form of the nick (NFKC), to tell our own
-                // lines from others'.
-                nick: joined.nick.clone(),
+                nick: joined.nick,
                 outbox,
                 events,
                 history_until: joined.last_seq,
@@ -269,78 +288,6 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
         Ok(_) => Err(err("UNAVAILABLE", "the chat service ended the join")),
         Err(status) => Err(status_line(&status)),
     }
-}
-
-async fn say_or_leave<S: LineSink>(joined: &mut InRoom, line: String, sink: &mut S) -> Next {
-    if line.trim().eq_ignore_ascii_case("bye") {
-        leave(joined).await;
-        joined.left = true;
-        let _ = sink.send("OK bye").await;
-        return Next::Close;
-    }
-    let say = ClientEvent {
-        event: Some(client_event::Event::Say(Say { text: line })),
-    };
-    if joined.outbox.send(say).await.is_err() {
-        let _ = sink
-            .send(&err("UNAVAILABLE", "the chat stream has ended"))
-            .await;
-        return Next::Close;
-    }
-    Next::Continue
-}
-
-/// Writes a room event as text.
-async fn relay<S: LineSink>(
-    joined: &mut InRoom,
-    event: Result<Option<ServerEvent>, tonic::Status>,
-    sink: &mut S,
-) -> Next {
-    let event = match event {
-        Ok(Some(ServerEvent { event: Some(event) })) => event,
-        Ok(Some(ServerEvent { event: None })) => return Next::Continue,
-        Ok(None) => {
-            let _ = sink
-                .send(&err("UNAVAILABLE", "the chat service ended the session"))
-                .await;
-            joined.left = true;
-            return Next::Close;
-        }
-        Err(status) => {
-            let _ = sink.send(&status_line(&status)).await;
-            joined.left = true;
-            return Next::Close;
-        }
-    };
-    // Others' words are printed escaped ([`printable`]): the chat service
-    // refuses lines that are not text, and this door does not rely on it.
-    let line = match event {
-        server_event::Event::Message(message) => {
-            if message.nick == joined.nick && message.seq > joined.history_until {
-                return Next::Continue;
-            }
-            format!("{} {}", printable(&message.nick), printable(&message.text))
-        }
-        server_event::Event::MemberJoined(member) if member.nick != joined.nick => {
-            format!("* {} joined", printable(&member.nick))
-        }
-        server_event::Event::MemberLeft(member) if member.nick != joined.nick => {
-            format!("* {} left", printable(&member.nick))
-        }
-        server_event::Event::Gap(gap) => format!("* missed {}-{}", gap.from_seq, gap.to_seq),
-        server_event::Event::Notice(notice) => {
-            let code = match notice.kind() {
-                NoticeKind::RateLimited => "RESOURCE_EXHAUSTED",
-                _ => "INVALID_ARGUMENT",
-            };
-            err(code, &printable(&notice.message))
-        }
-        server_event::Event::GoingAway(away) => {
-            format!("* server going away: {}", printable(&away.reason))
-        }
-        _ => return Next::Continue,
-    };
-    reply(sink, &line).await
 }
 
 #[cfg(test)]

@@ -1,8 +1,5 @@
-//! The default provider: a deterministic climate model for every station of
-//! the [catalogue](super::catalogue). A reading is a pure function of the
-//! station and the instant: no state, no random number generator, so the same
-//! question always gets the same answer, on any replica. `docs/weather.md`
-//! describes the model for users; in short:
+//! The climate model of one station: a pure function of the instant, in hours
+//! since 1970. `docs/weather.md` describes it for users; in short:
 //!
 //! - **Temperature** = annual mean + seasonal cycle + daily cycle + weather
 //!   anomaly. The seasonal cycle is coldest around 20 January in the northern
@@ -20,29 +17,21 @@
 //!   rate), likelier in the rainy season and under low pressure, calibrated so
 //!   the year has about the station's wet days and annual total. A reading sums
 //!   the episodes overlapping its 24 hours.
-//!
-//! "Random" choices are bits of a 64-bit hash of (station, purpose, index).
-//! Values are rounded to 0.1, as stations report them.
 
 // Time as f64 hours since 1970: within 1900..2200 that is below 2^53 seconds, so
 // exact enough, and block indices fit an i64 by far.
 #![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 
-use std::f64::consts::{PI, TAU};
+use std::f64::consts::TAU;
 
 use jiff::Timestamp;
 
 use super::{
-    ReadingProvider,
-    catalogue::{CATALOGUE, ClimateNormals},
+    noise::{Purpose, fnv1a, hash, smooth_noise, unit},
+    sun::{DAYS_PER_YEAR, Sun, day_of_year},
 };
-use crate::{
-    error::WeatherError,
-    reading::{Metric, MetricSet, Reading, Source, Station},
-};
+use crate::{provider::catalogue::ClimateNormals, reading::Station};
 
-/// Mean length of a year, days.
-const DAYS_PER_YEAR: f64 = 365.2425;
 /// Day of the year of the coldest weather in the northern hemisphere (20 January:
 /// surface temperature lags the solstice by about a month).
 const COLDEST_DAY_NORTH: f64 = 20.0;
@@ -56,109 +45,17 @@ const MAX_EPISODE_HOURS: f64 = 8.0;
 /// ends are sampled too, so the current temperature is always inside [min, max].
 const SAMPLE_STEP_HOURS: f64 = 0.5;
 /// Sea-level pressure of the standard atmosphere, hPa.
-const STANDARD_PRESSURE_HPA: f64 = 1013.25;
+pub(super) const STANDARD_PRESSURE_HPA: f64 = 1013.25;
 /// How deep the deepest low and how high the highest high go, hPa.
 const SYNOPTIC_PRESSURE_HPA: f64 = 14.0;
 /// Standard temperature lapse rate, K per metre.
-const LAPSE_RATE: f64 = 0.0065;
+pub(super) const LAPSE_RATE: f64 = 0.0065;
 /// g·M/(R·L) of the barometric formula for the standard atmosphere.
-const BAROMETRIC_EXPONENT: f64 = 5.255_88;
-
-/// What a hash is drawn for; keeps the streams of "random" numbers apart.
-#[derive(Debug, Clone, Copy)]
-#[repr(u64)]
-enum Purpose {
-    Low = 1,
-    LowDetail = 2,
-    Anomaly = 3,
-    AnomalyDetail = 4,
-    RainWet = 5,
-    RainStart = 6,
-    RainLength = 7,
-    RainAmount = 8,
-}
-
-/// The default [`ReadingProvider`]: simulated weather for the catalogue.
-#[derive(Debug)]
-pub struct SimulatedProvider {
-    stations: Vec<Station>,
-    /// One model per station, in the order of `stations`.
-    models: Vec<StationModel>,
-}
-
-impl Default for SimulatedProvider {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SimulatedProvider {
-    /// A provider for every station of the catalogue.
-    pub fn new() -> Self {
-        Self {
-            stations: CATALOGUE
-                .iter()
-                .map(|entry| entry.station.clone())
-                .collect(),
-            models: CATALOGUE
-                .iter()
-                .map(|entry| StationModel::new(&entry.station, &entry.climate))
-                .collect(),
-        }
-    }
-
-    fn model(&self, station: &str) -> Result<(&'static str, &StationModel), WeatherError> {
-        let index = self
-            .stations
-            .binary_search_by(|candidate| candidate.id.cmp(station))
-            .map_err(|_| WeatherError::UnknownStation(station.to_owned()))?;
-        Ok((self.stations[index].id, &self.models[index]))
-    }
-}
-
-impl ReadingProvider for SimulatedProvider {
-    fn stations(&self) -> &[Station] {
-        &self.stations
-    }
-
-    fn reading(
-        &self,
-        station: &str,
-        at: Timestamp,
-        metrics: MetricSet,
-    ) -> Result<Reading, WeatherError> {
-        let (station_id, model) = self.model(station)?;
-        let hours = hours_since_epoch(at);
-        let (min, max) = if metrics.contains(Metric::MinTemperature)
-            || metrics.contains(Metric::MaxTemperature)
-        {
-            let (min, max) = model.temperature_range(hours);
-            (Some(round_tenth(min)), Some(round_tenth(max)))
-        } else {
-            (None, None)
-        };
-        let pressure = metrics
-            .contains(Metric::Pressure)
-            .then(|| round_tenth(model.pressure(hours)));
-        let rainfall = metrics
-            .contains(Metric::Rainfall)
-            .then(|| round_tenth(model.rainfall(hours)));
-        Ok(Reading {
-            station_id,
-            observed_at: at,
-            min_temperature_c: min,
-            max_temperature_c: max,
-            pressure_hpa: pressure,
-            rainfall_mm: rainfall,
-            source: Source::Simulated,
-        }
-        .only(metrics))
-    }
-}
+pub(super) const BAROMETRIC_EXPONENT: f64 = 5.255_88;
 
 /// Everything about a station the model needs, derived once.
 #[derive(Debug, Clone)]
-struct StationModel {
+pub(super) struct StationModel {
     seed: u64,
     latitude: f64,
     /// Longitude as an offset of solar time from UTC, hours.
@@ -185,7 +82,8 @@ struct StationModel {
 }
 
 impl StationModel {
-    fn new(station: &Station, climate: &ClimateNormals) -> Self {
+    /// The model of `station`, driven by its `climate`.
+    pub(super) fn new(station: &Station, climate: &ClimateNormals) -> Self {
         let coldest_day = if station.latitude >= 0.0 {
             COLDEST_DAY_NORTH
         } else {
@@ -241,7 +139,7 @@ impl StationModel {
     }
 
     /// Lowest and highest temperature of the 24 hours ending at `hours`.
-    fn temperature_range(&self, hours: f64) -> (f64, f64) {
+    pub(super) fn temperature_range(&self, hours: f64) -> (f64, f64) {
         let start = hours - 24.0;
         let mut min = self.temperature(hours);
         let mut max = min;
@@ -261,7 +159,7 @@ impl StationModel {
     }
 
     /// Pressure at the station's elevation, hPa.
-    fn pressure(&self, hours: f64) -> f64 {
+    pub(super) fn pressure(&self, hours: f64) -> f64 {
         let solar_hour = (hours + self.solar_offset_hours).rem_euclid(24.0);
         // The atmospheric tide peaks at 10:00 and 22:00 local solar time.
         let tide = self.tide_hpa * (TAU * (solar_hour - 10.0) / 12.0).cos();
@@ -272,7 +170,7 @@ impl StationModel {
     }
 
     /// Precipitation of the 24 hours ending at `hours`, mm.
-    fn rainfall(&self, hours: f64) -> f64 {
+    pub(super) fn rainfall(&self, hours: f64) -> f64 {
         let start = hours - 24.0;
         let last_block = (hours / RAIN_BLOCK_HOURS).floor() as i64;
         // An episode of block k ends before (k + 1) * 12 + 8 hours, so blocks
@@ -340,115 +238,9 @@ struct Episode {
     rate_mm_per_hour: f64,
 }
 
-/// The sun over a station on one day.
-#[derive(Debug, Clone, Copy)]
-struct Sun {
-    /// Local solar hour of sunrise.
-    sunrise: f64,
-    /// Hours of daylight, 0 (polar night) to 24 (polar day).
-    day_length: f64,
-    /// Height of the noon sun, degrees (negative in polar night).
-    noon_elevation_deg: f64,
-}
-
-impl Sun {
-    fn on(day: f64, latitude: f64) -> Self {
-        let declination = -23.44_f64.to_radians() * (TAU * (day + 10.0) / DAYS_PER_YEAR).cos();
-        let cos_hour_angle = -latitude.to_radians().tan() * declination.tan();
-        let day_length = if cos_hour_angle >= 1.0 {
-            0.0
-        } else if cos_hour_angle <= -1.0 {
-            24.0
-        } else {
-            24.0 * cos_hour_angle.acos() / PI
-        };
-        Self {
-            sunrise: 12.0 - day_length / 2.0,
-            day_length,
-            noon_elevation_deg: 90.0 - (latitude - declination.to_degrees()).abs(),
-        }
-    }
-
-    /// Where in its daily cycle the temperature is at a solar hour: 0 at the
-    /// coldest (sunrise), 1 at the warmest (70 % of the daylight), cosine
-    /// ramps between. Without a sunrise (polar day or night) a plain cosine
-    /// with its low at 03:00.
-    fn daily_shape(self, solar_hour: f64) -> f64 {
-        if self.day_length < 1.0 || self.day_length > 23.0 {
-            return 0.5 - 0.5 * (TAU * (solar_hour - 3.0) / 24.0).cos();
-        }
-        let warmest = self.sunrise + 0.7 * self.day_length;
-        let hour = if solar_hour < self.sunrise {
-            solar_hour + 24.0
-        } else {
-            solar_hour
-        };
-        if hour <= warmest {
-            0.5 - 0.5 * (PI * (hour - self.sunrise) / (warmest - self.sunrise)).cos()
-        } else {
-            0.5 + 0.5 * (PI * (hour - warmest) / (self.sunrise + 24.0 - warmest)).cos()
-        }
-    }
-}
-
-fn hours_since_epoch(at: Timestamp) -> f64 {
+/// The model's time: hours since 1970.
+pub(super) fn hours_since_epoch(at: Timestamp) -> f64 {
     at.as_second() as f64 / 3600.0 + f64::from(at.subsec_nanosecond()) / 3.6e12
-}
-
-/// Day of the year, 0 on 1 January, drifting less than a day over the range.
-fn day_of_year(hours: f64) -> f64 {
-    (hours / 24.0).rem_euclid(DAYS_PER_YEAR)
-}
-
-fn round_tenth(value: f64) -> f64 {
-    (value * 10.0).round() / 10.0
-}
-
-/// Smooth value noise in [-1, 1]: a hashed value at every multiple of
-/// `period` hours, blended with smoothstep in between.
-fn smooth_noise(seed: u64, purpose: Purpose, hours: f64, period: f64) -> f64 {
-    let position = hours / period;
-    let knot = position.floor();
-    let fraction = position - knot;
-    let knot = knot as i64;
-    let before = signed_unit(hash(seed, purpose, knot));
-    let after = signed_unit(hash(seed, purpose, knot + 1));
-    let blend = fraction * fraction * (3.0 - 2.0 * fraction);
-    before + (after - before) * blend
-}
-
-/// A well-mixed 64-bit hash of (station, purpose, index): SplitMix64's
-/// finaliser, which is fixed forever, unlike std's hasher.
-fn hash(seed: u64, purpose: Purpose, index: i64) -> u64 {
-    #[allow(clippy::cast_sign_loss)] // Bits, not a quantity.
-    let index = index as u64;
-    splitmix64(seed ^ splitmix64((purpose as u64) << 56 ^ index))
-}
-
-fn splitmix64(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The top 53 bits as a number in [0, 1).
-fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 / (1_u64 << 53) as f64
-}
-
-fn signed_unit(bits: u64) -> f64 {
-    2.0 * unit(bits) - 1.0
-}
-
-/// FNV-1a: a stable seed per station id.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// The modified Bessel function I0, which normalises the von Mises bump.
@@ -465,17 +257,24 @@ fn bessel_i0(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::reading::{END_OF_SUPPORTED, FIRST_SUPPORTED};
     use proptest::prelude::*;
 
-    fn at(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
+    use super::*;
+    use crate::provider::{
+        catalogue::{self, CATALOGUE, CatalogueEntry},
+        simulated::tests::{any_station, any_supported_time, at},
+    };
 
     fn model(id: &str) -> StationModel {
-        let entry = super::super::catalogue::find(id).unwrap();
+        let entry = catalogue::find(id).unwrap();
         StationModel::new(&entry.station, &entry.climate)
+    }
+
+    /// Every station of the catalogue with its model.
+    fn every_model() -> impl Iterator<Item = (&'static CatalogueEntry, StationModel)> {
+        CATALOGUE
+            .iter()
+            .map(|entry| (entry, StationModel::new(&entry.station, &entry.climate)))
     }
 
     /// Mean of `f` over every hour of 2023.
@@ -489,101 +288,8 @@ mod tests {
     }
 
     #[test]
-    fn the_same_station_and_time_give_the_same_reading() {
-        let provider = SimulatedProvider::new();
-        let time = at("2024-03-10T12:34:56.789Z");
-        let first = provider.reading("madrid", time, MetricSet::ALL).unwrap();
-        let second = SimulatedProvider::new()
-            .reading("madrid", time, MetricSet::ALL)
-            .unwrap();
-        assert_eq!(first, second);
-        assert_eq!(first.observed_at, time);
-        assert_eq!(first.source, Source::Simulated);
-    }
-
-    /// Pins the model: a change to any of its numbers shows up here, so it is
-    /// a decision rather than an accident (readings are meant to be stable
-    /// across releases).
-    #[test]
-    fn a_known_reading_stays_what_it_was() {
-        let reading = SimulatedProvider::new()
-            .reading("madrid", at("2024-07-15T14:00:00Z"), MetricSet::ALL)
-            .unwrap();
-        let values = (
-            reading.min_temperature_c.unwrap(),
-            reading.max_temperature_c.unwrap(),
-            reading.pressure_hpa.unwrap(),
-            reading.rainfall_mm.unwrap(),
-        );
-        assert_eq!(values, PINNED_MADRID_JULY, "{reading:?}");
-    }
-
-    const PINNED_MADRID_JULY: (f64, f64, f64, f64) = (17.6, 30.7, 939.8, 0.5);
-
-    #[test]
-    fn only_the_requested_metrics_are_computed_and_returned() {
-        let provider = SimulatedProvider::new();
-        let time = at("2024-01-05T06:00:00Z");
-        let all = provider.reading("tokyo", time, MetricSet::ALL).unwrap();
-        for metric in Metric::ALL {
-            let one = provider
-                .reading("tokyo", time, MetricSet::EMPTY.insert(metric))
-                .unwrap();
-            for other in Metric::ALL {
-                let expected = if other == metric {
-                    all.value(other)
-                } else {
-                    None
-                };
-                assert_eq!(
-                    one.value(other),
-                    expected,
-                    "{metric:?} asked, {other:?} seen"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn an_unknown_station_is_an_error() {
-        let error = SimulatedProvider::new()
-            .reading("atlantis", at("2024-01-01T00:00:00Z"), MetricSet::ALL)
-            .unwrap_err();
-        assert!(matches!(error, WeatherError::UnknownStation(id) if id == "atlantis"));
-    }
-
-    /// A year of hourly readings for every station: the contract's invariants
-    /// and physically plausible values, station by station.
-    #[test]
-    fn a_year_of_hourly_readings_is_plausible_for_every_station() {
-        let provider = SimulatedProvider::new();
-        let start = at("2023-01-01T00:00:00Z");
-        for station in provider.stations() {
-            let standard = STANDARD_PRESSURE_HPA
-                * (1.0 - LAPSE_RATE * station.elevation_m / 288.15).powf(BAROMETRIC_EXPONENT);
-            for hour in 0..365 * 24 {
-                let time = start + jiff::SignedDuration::from_hours(hour);
-                let reading = provider.reading(station.id, time, MetricSet::ALL).unwrap();
-                let min = reading.min_temperature_c.unwrap();
-                let max = reading.max_temperature_c.unwrap();
-                let pressure = reading.pressure_hpa.unwrap();
-                let rain = reading.rainfall_mm.unwrap();
-                let context = || format!("{} at {time}: {reading:?}", station.id);
-                assert!(min <= max, "{}", context());
-                assert!(max - min <= 35.0, "{}", context());
-                assert!((-60.0..=50.0).contains(&min), "{}", context());
-                assert!((-60.0..=50.0).contains(&max), "{}", context());
-                assert!((300.0..=1080.0).contains(&pressure), "{}", context());
-                assert!((pressure - standard).abs() <= 45.0, "{}", context());
-                assert!((0.0..=400.0).contains(&rain), "{}", context());
-            }
-        }
-    }
-
-    #[test]
     fn rainfall_over_ten_years_is_near_each_station_normal() {
-        for entry in &CATALOGUE {
-            let model = StationModel::new(&entry.station, &entry.climate);
+        for (entry, model) in every_model() {
             let start = hours_since_epoch(at("2010-01-01T00:00:00Z"));
             let days = 3652;
             // Consecutive 24-hour windows tile the decade.
@@ -602,8 +308,7 @@ mod tests {
 
     #[test]
     fn rain_falls_in_episodes_not_as_hourly_noise() {
-        for entry in &CATALOGUE {
-            let model = StationModel::new(&entry.station, &entry.climate);
+        for (entry, model) in every_model() {
             let start = hours_since_epoch(at("2015-01-01T00:00:00Z"));
             let (mut wet_hours, mut wet_to_wet) = (0_u32, 0_u32);
             let mut was_raining = false;
@@ -654,8 +359,7 @@ mod tests {
 
     #[test]
     fn afternoons_are_warmer_than_dawns() {
-        for entry in &CATALOGUE {
-            let model = StationModel::new(&entry.station, &entry.climate);
+        for (entry, model) in every_model() {
             // UTC hour at which it is `solar` o'clock at the station.
             let utc_for = |solar: f64| (solar - model.solar_offset_hours).rem_euclid(24.0);
             let afternoon = hourly_mean_2023(|hours| {
@@ -674,8 +378,7 @@ mod tests {
 
     #[test]
     fn mean_temperature_is_the_station_normal() {
-        for entry in &CATALOGUE {
-            let model = StationModel::new(&entry.station, &entry.climate);
+        for (entry, model) in every_model() {
             let mean = hourly_mean_2023(|hours| model.temperature(hours));
             assert!(
                 (mean - entry.climate.mean_c).abs() < 2.0,
@@ -713,37 +416,7 @@ mod tests {
         assert!(wet_pressure / wet_count < dry_pressure / dry_count - 2.0);
     }
 
-    fn any_station() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(
-            CATALOGUE
-                .iter()
-                .map(|entry| entry.station.id)
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    fn any_supported_time() -> impl Strategy<Value = Timestamp> {
-        (
-            FIRST_SUPPORTED.as_second()..END_OF_SUPPORTED.as_second(),
-            0..1_000_000_000_i32,
-        )
-            .prop_map(|(seconds, nanos)| Timestamp::new(seconds, nanos).unwrap())
-    }
-
     proptest! {
-        #[test]
-        fn any_supported_time_gives_a_sane_reading(station in any_station(), time in any_supported_time()) {
-            let provider = SimulatedProvider::new();
-            let reading = provider.reading(station, time, MetricSet::ALL).unwrap();
-            let min = reading.min_temperature_c.unwrap();
-            let max = reading.max_temperature_c.unwrap();
-            prop_assert!(min <= max);
-            prop_assert!((-60.0..=50.0).contains(&min) && (-60.0..=50.0).contains(&max));
-            prop_assert!((300.0..=1080.0).contains(&reading.pressure_hpa.unwrap()));
-            prop_assert!(reading.rainfall_mm.unwrap() >= 0.0);
-            prop_assert_eq!(provider.reading(station, time, MetricSet::ALL).unwrap(), reading);
-        }
-
         /// Min and max come from samples every 30 minutes (and the window's
         /// ends), so an extreme between two samples may be missed, by a few
         /// hundredths of a degree: the curves are smooth at that scale.

@@ -1,6 +1,6 @@
-//! [`RoomHub`]: the rooms of one server, in memory. Each room keeps its members,
-//! its latest sequence number, a ring of recent lines, and a live feed every
-//! member reads.
+//! [`RoomHub`]: the rooms of one server, in memory. Each room (`room.rs`)
+//! keeps its members, its latest sequence number, a ring of recent lines, and
+//! a live feed every member reads; the hub finds, creates and forgets rooms.
 //!
 //! Order: a line gets its sequence number and enters the feed under the room's
 //! lock, so every member reads lines in one order. A join takes its snapshot
@@ -12,30 +12,24 @@
 //! loses the oldest events and is told with a Gap (see [`crate::session`]). So a
 //! slow member never slows the room, and memory per room is fixed.
 
+mod room;
+
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::SystemTime,
+    collections::HashMap,
+    sync::{Arc, Mutex},
 };
 
 use tokio::{sync::broadcast, time::Instant};
 use tracing::debug;
+
+pub use room::Origin;
+use room::{Room, RoomState, lock};
 
 use crate::{
     error::ChatError,
     event::{ChatLine, HistoryPage, JoinSnapshot, LeaveReason, Presence, RoomEvent, RoomSummary},
     names::{Nick, RoomName},
 };
-
-/// Where a member's stream is: on this server, or on another replica (known
-/// through the backplane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// Connected to this server.
-    Local,
-    /// Connected to another replica.
-    Remote,
-}
 
 /// The sizes a hub works with.
 #[derive(Debug, Clone, Copy)]
@@ -70,85 +64,6 @@ pub struct RoomHub {
     rooms: Mutex<HashMap<RoomName, Arc<Room>>>,
 }
 
-#[derive(Debug)]
-struct Room {
-    state: Mutex<RoomState>,
-    feed: broadcast::Sender<RoomEvent>,
-}
-
-#[derive(Debug, Default)]
-struct RoomState {
-    members: BTreeMap<Nick, Origin>,
-    /// The most recent lines, oldest first, at most `retain`.
-    history: VecDeque<Arc<ChatLine>>,
-    last_seq: u64,
-    /// Set when the room was dropped from the hub (empty, no history); a join
-    /// that raced with that looks the room up again.
-    removed: bool,
-    /// When a member last joined, said something or left: what eviction
-    /// goes by.
-    last_active: Option<Instant>,
-}
-
-/// Locks a mutex; a panic while holding one of ours leaves consistent data
-/// (every update is a single push or insert), so poisoning is ignored.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl RoomState {
-    fn push_line(&mut self, line: Arc<ChatLine>, retain: usize) {
-        self.last_seq = line.seq;
-        if self.history.len() >= retain {
-            self.history.pop_front();
-        }
-        self.history.push_back(line);
-    }
-
-    /// The first sequence number still retained (`last_seq + 1` when none is).
-    fn first_retained(&self) -> u64 {
-        self.history
-            .front()
-            .map_or(self.last_seq + 1, |line| line.seq)
-    }
-
-    fn snapshot(&self, since: Option<u64>, history: usize) -> JoinSnapshot {
-        let members = self.members.keys().cloned().collect();
-        let (gap, replay) = match since {
-            None => {
-                let skip = self.history.len().saturating_sub(history);
-                (None, self.history.iter().skip(skip).cloned().collect())
-            }
-            Some(since) => {
-                let first = self.first_retained();
-                let gap =
-                    (since + 1 < first && since < self.last_seq).then(|| (since + 1, first - 1));
-                let replay = self
-                    .history
-                    .iter()
-                    .filter(|line| line.seq > since)
-                    .cloned()
-                    .collect();
-                (gap, replay)
-            }
-        };
-        JoinSnapshot {
-            members,
-            last_seq: self.last_seq,
-            gap,
-            replay,
-        }
-    }
-
-    fn summary(&self, name: &RoomName) -> RoomSummary {
-        RoomSummary {
-            name: name.clone(),
-            members: self.members.keys().cloned().collect(),
-            last_seq: self.last_seq,
-        }
-    }
-}
-
 impl RoomHub {
     /// An empty hub.
     pub fn new(limits: HubLimits) -> Self {
@@ -167,6 +82,14 @@ impl RoomHub {
         lock(&self.rooms).get(name).cloned()
     }
 
+    /// Every room held, with its name, without holding the map's lock after.
+    fn all(&self) -> Vec<(RoomName, Arc<Room>)> {
+        lock(&self.rooms)
+            .iter()
+            .map(|(name, room)| (name.clone(), room.clone()))
+            .collect()
+    }
+
     fn open(&self, name: &RoomName) -> Result<Arc<Room>, ChatError> {
         let mut rooms = lock(&self.rooms);
         if let Some(room) = rooms.get(name) {
@@ -177,11 +100,7 @@ impl RoomHub {
         {
             return Err(ChatError::TooManyRooms(self.limits.max_rooms));
         }
-        let (feed, _) = broadcast::channel(self.limits.member_queue.max(1));
-        let room = Arc::new(Room {
-            state: Mutex::default(),
-            feed,
-        });
+        let room = Arc::new(Mutex::new(RoomState::new(self.limits.member_queue)));
         rooms.insert(name.clone(), room.clone());
         Ok(room)
     }
@@ -191,8 +110,8 @@ impl RoomHub {
     fn evict_idlest(rooms: &mut HashMap<RoomName, Arc<Room>>) -> bool {
         let mut idlest: Option<(RoomName, Option<Instant>)> = None;
         for (name, room) in rooms.iter() {
-            let state = lock(&room.state);
-            if !state.members.is_empty() {
+            let state = lock(room);
+            if state.has_members() {
                 continue;
             }
             if idlest
@@ -206,7 +125,7 @@ impl RoomHub {
             return false;
         };
         if let Some(room) = rooms.remove(&name) {
-            lock(&room.state).removed = true;
+            lock(&room).removed = true;
             debug!(room = %name, "forgot an idle room to make room for a new one");
         }
         true
@@ -217,16 +136,16 @@ impl RoomHub {
     fn with_room<T>(
         &self,
         name: &RoomName,
-        mut f: impl FnMut(&mut RoomState, &broadcast::Sender<RoomEvent>) -> T,
+        mut f: impl FnMut(&mut RoomState) -> T,
     ) -> Result<T, ChatError> {
         loop {
             let room = self.open(name)?;
-            let mut state = lock(&room.state);
+            let mut state = lock(&room);
             if state.removed {
                 continue;
             }
             state.last_active = Some(Instant::now());
-            return Ok(f(&mut state, &room.feed));
+            return Ok(f(&mut state));
         }
     }
 
@@ -240,26 +159,7 @@ impl RoomHub {
         since: Option<u64>,
     ) -> Result<Membership, ChatError> {
         let history = self.limits.history;
-        self.with_room(room, |state, feed| {
-            if state.members.get(nick) == Some(&Origin::Local) {
-                return Err(ChatError::NickTaken {
-                    room: room.to_string(),
-                    nick: nick.to_string(),
-                });
-            }
-            state.members.insert(nick.clone(), Origin::Local);
-            // Announced before subscribing: the joiner learns of itself from Joined.
-            let _ = feed.send(RoomEvent::Presence(Arc::new(Presence {
-                room: room.clone(),
-                nick: nick.clone(),
-                left: None,
-                time: SystemTime::now(),
-            })));
-            Ok(Membership {
-                snapshot: state.snapshot(since, history),
-                feed: feed.subscribe(),
-            })
-        })?
+        self.with_room(room, |state| state.join(room, nick, since, history))?
     }
 
     /// Removes a local member and tells the others why. Removing one that is
@@ -268,22 +168,8 @@ impl RoomHub {
         let Some(handle) = self.existing(room) else {
             return;
         };
-        let now_empty = {
-            let mut state = lock(&handle.state);
-            if state.members.get(nick) != Some(&Origin::Local) {
-                return;
-            }
-            state.members.remove(nick);
-            state.last_active = Some(Instant::now());
-            let _ = handle.feed.send(RoomEvent::Presence(Arc::new(Presence {
-                room: room.clone(),
-                nick: nick.clone(),
-                left: Some(reason),
-                time: SystemTime::now(),
-            })));
-            state.members.is_empty() && state.last_seq == 0
-        };
-        if now_empty {
+        let now_idle = lock(&handle).leave(room, nick, reason);
+        if now_idle {
             self.remove_if_idle(room);
         }
     }
@@ -294,8 +180,8 @@ impl RoomHub {
         let Some(handle) = rooms.get(room).cloned() else {
             return;
         };
-        let mut state = lock(&handle.state);
-        if state.members.is_empty() && state.last_seq == 0 {
+        let mut state = lock(&handle);
+        if state.is_idle() {
             state.removed = true;
             rooms.remove(room);
         }
@@ -311,18 +197,8 @@ impl RoomHub {
     ) -> Result<Arc<ChatLine>, ChatError> {
         let retain = self.limits.retain;
         let mut text = Some(text);
-        self.with_room(room, |state, feed| {
-            let line = Arc::new(ChatLine {
-                id: nuid::next().to_string(),
-                seq: state.last_seq + 1,
-                room: room.clone(),
-                nick: nick.clone(),
-                text: text.take().unwrap_or_default(),
-                time: SystemTime::now(),
-            });
-            state.push_line(line.clone(), retain);
-            let _ = feed.send(RoomEvent::Line(line.clone()));
-            line
+        self.with_room(room, |state| {
+            state.say(room, nick, text.take().unwrap_or_default(), retain)
         })
     }
 
@@ -333,17 +209,9 @@ impl RoomHub {
         let retain = self.limits.retain;
         let room = line.room.clone();
         let mut line = Some(line);
-        self.with_room(&room, |state, feed| {
-            let Some(line) = line.take() else {
-                return false;
-            };
-            if line.seq <= state.last_seq {
-                return false;
-            }
-            let line = Arc::new(line);
-            state.push_line(line.clone(), retain);
-            let _ = feed.send(RoomEvent::Line(line));
-            true
+        self.with_room(&room, |state| {
+            line.take()
+                .is_some_and(|line| state.apply_line(line, retain))
         })
     }
 
@@ -352,26 +220,9 @@ impl RoomHub {
     pub fn apply_remote_presence(&self, presence: Presence) -> Result<(), ChatError> {
         let room = presence.room.clone();
         let mut presence = Some(presence);
-        self.with_room(&room, |state, feed| {
-            let Some(presence) = presence.take() else {
-                return;
-            };
-            let current = state.members.get(&presence.nick).copied();
-            let changed = match (presence.left, current) {
-                // Local members are only changed by their own sessions; a leave
-                // of someone not here changes nothing.
-                (_, Some(Origin::Local)) | (Some(_), None) => false,
-                (None, _) => state
-                    .members
-                    .insert(presence.nick.clone(), Origin::Remote)
-                    .is_none(),
-                (Some(_), Some(Origin::Remote)) => {
-                    state.members.remove(&presence.nick);
-                    true
-                }
-            };
-            if changed {
-                let _ = feed.send(RoomEvent::Presence(Arc::new(presence)));
+        self.with_room(&room, |state| {
+            if let Some(presence) = presence.take() {
+                state.apply_remote_presence(presence);
             }
         })
     }
@@ -379,17 +230,11 @@ impl RoomHub {
     /// Every local member of every room (the NATS backplane keeps their
     /// claims alive).
     pub fn local_members(&self) -> Vec<(RoomName, Nick)> {
-        let rooms: Vec<(RoomName, Arc<Room>)> = lock(&self.rooms)
-            .iter()
-            .map(|(name, room)| (name.clone(), room.clone()))
-            .collect();
         let mut members = Vec::new();
-        for (name, room) in rooms {
-            let state = lock(&room.state);
-            for (nick, origin) in &state.members {
-                if *origin == Origin::Local {
-                    members.push((name.clone(), nick.clone()));
-                }
+        for (name, room) in self.all() {
+            let state = lock(&room);
+            for nick in state.local_members() {
+                members.push((name.clone(), nick.clone()));
             }
         }
         members
@@ -398,23 +243,20 @@ impl RoomHub {
     /// Whether `nick` is in `room` on this server.
     pub fn is_local_member(&self, room: &RoomName, nick: &Nick) -> bool {
         self.existing(room)
-            .is_some_and(|room| lock(&room.state).members.get(nick) == Some(&Origin::Local))
+            .is_some_and(|room| lock(&room).is_local_member(nick))
     }
 
     /// The room's latest sequence number, if the room is held here.
     pub fn last_seq(&self, room: &RoomName) -> Option<u64> {
-        self.existing(room).map(|room| lock(&room.state).last_seq)
+        self.existing(room).map(|room| lock(&room).last_seq())
     }
 
     /// Rooms with members or history, ordered by name.
     pub fn rooms(&self) -> Vec<RoomSummary> {
-        let rooms: Vec<(RoomName, Arc<Room>)> = lock(&self.rooms)
-            .iter()
-            .map(|(name, room)| (name.clone(), room.clone()))
-            .collect();
-        let mut summaries: Vec<RoomSummary> = rooms
+        let mut summaries: Vec<RoomSummary> = self
+            .all()
             .into_iter()
-            .map(|(name, room)| lock(&room.state).summary(&name))
+            .map(|(name, room)| lock(&room).summary(&name))
             .filter(|summary| !summary.members.is_empty() || summary.last_seq > 0)
             .collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -428,29 +270,9 @@ impl RoomHub {
         since: Option<u64>,
         limit: usize,
     ) -> Result<HistoryPage, ChatError> {
-        let no_such_room = || ChatError::NoSuchRoom(room.to_string());
-        let handle = self.existing(room).ok_or_else(no_such_room)?;
-        let state = lock(&handle.state);
-        if state.last_seq == 0 {
-            return Err(no_such_room());
-        }
-        let lines = match since {
-            None => {
-                let skip = state.history.len().saturating_sub(limit);
-                state.history.iter().skip(skip).cloned().collect()
-            }
-            Some(since) => state
-                .history
-                .iter()
-                .filter(|line| line.seq > since)
-                .take(limit)
-                .cloned()
-                .collect(),
-        };
-        Ok(HistoryPage {
-            lines,
-            last_seq: state.last_seq,
-        })
+        self.existing(room)
+            .and_then(|handle| lock(&handle).page(since, limit))
+            .ok_or_else(|| ChatError::NoSuchRoom(room.to_string()))
     }
 }
 

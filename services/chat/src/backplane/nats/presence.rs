@@ -1,0 +1,106 @@
+//! Presence between replicas: MemberJoined and MemberLeft travel as notes on
+//! a core NATS subject per room (best effort: not stored, not part of the
+//! sequence). The same note is the value of a nick claim.
+
+use std::{sync::Arc, time::SystemTime};
+
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::{
+    event::{LeaveReason, Presence},
+    hub::RoomHub,
+    names::{Nick, RoomName},
+};
+
+/// A presence event on the wire, and the value of a nick claim.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct PresenceNote {
+    /// The replica the member is connected to.
+    replica: String,
+    room: String,
+    /// The nick as its owner typed it (claim keys hold only its folded form).
+    pub(super) nick: String,
+    left: Option<LeaveReason>,
+    time: SystemTime,
+}
+
+impl PresenceNote {
+    /// A note from `replica` that `nick` joined `room` (`left` is `None`) or
+    /// left it, now.
+    pub(super) fn new(
+        replica: &str,
+        room: &RoomName,
+        nick: &Nick,
+        left: Option<LeaveReason>,
+    ) -> Self {
+        Self {
+            replica: replica.to_owned(),
+            room: room.to_string(),
+            nick: nick.to_string(),
+            left,
+            time: SystemTime::now(),
+        }
+    }
+
+    /// The note as a domain event; `None` for `own_replica`'s own notes and
+    /// for names that do not parse.
+    pub(super) fn into_presence(self, own_replica: &str) -> Option<Presence> {
+        if self.replica == own_replica {
+            return None;
+        }
+        Some(Presence {
+            room: RoomName::parse(&self.room).ok()?,
+            nick: Nick::parse(&self.nick).ok()?,
+            left: self.left,
+            time: self.time,
+        })
+    }
+}
+
+/// Sends `note` to the other replicas on `subject`, and flushes: publishing
+/// only queues the note, and a replica shutting down must not exit with its
+/// members' MemberLeft still in the buffer.
+pub(super) async fn publish(
+    client: &async_nats::Client,
+    subject: String,
+    room: &RoomName,
+    note: &PresenceNote,
+) {
+    let Ok(payload) = serde_json::to_vec(note) else {
+        return;
+    };
+    if let Err(error) = client.publish(subject, payload.into()).await {
+        warn!(room = %room, %error, "cannot publish presence");
+        return;
+    }
+    if let Err(error) = client.flush().await {
+        warn!(room = %room, %error, "cannot flush presence");
+    }
+}
+
+/// Applies other replicas' presence notes for one room.
+pub(super) async fn read_presence(
+    mut subscriber: async_nats::Subscriber,
+    hub: Arc<RoomHub>,
+    replica: String,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            message = subscriber.next() => message,
+        };
+        let Some(message) = message else { return };
+        let presence = serde_json::from_slice::<PresenceNote>(&message.payload)
+            .ok()
+            .and_then(|note| note.into_presence(&replica));
+        if let Some(presence) = presence
+            && let Err(error) = hub.apply_remote_presence(presence)
+        {
+            warn!(%error, "cannot apply presence");
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! A room's lines in JetStream: one stream per room, whose sequence is the
+//! room's `seq`. Storing a line, reading a room's stream into the hub, and
+//! finding the rooms the streams hold.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, push},
+    stream::{self, DiscardPolicy, StorageType},
+};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::{
+    error::ChatError,
+    event::ChatLine,
+    hub::RoomHub,
+    names::{Nick, RoomName},
+};
+
+/// Pause before re-reading a room's stream after the consumer failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// A line as stored in a room's stream; the sequence is the stream's own.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredLine {
+    id: String,
+    room: String,
+    nick: String,
+    text: String,
+    time: SystemTime,
+}
+
+/// The stream named `name` that holds `room`'s lines on `subject`, created
+/// if new (keeping the last `retain` lines of up to `max_text_bytes` each),
+/// and its last sequence number.
+pub(super) async fn open(
+    jetstream: &jetstream::Context,
+    room: &RoomName,
+    name: String,
+    subject: String,
+    retain: usize,
+    max_text_bytes: usize,
+) -> Result<(stream::Stream, u64), ChatError> {
+    let error = ChatError::backplane("cannot open the room's stream");
+    let max_message_size = i32::try_from(max_text_bytes + 1024).unwrap_or(i32::MAX);
+    let mut stream = jetstream
+        .get_or_create_stream(stream::Config {
+            name,
+            description: Some(room.to_string()),
+            subjects: vec![subject],
+            max_messages: i64::try_from(retain).unwrap_or(i64::MAX),
+            discard: DiscardPolicy::Old,
+            max_message_size,
+            storage: StorageType::File,
+            ..stream::Config::default()
+        })
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let last_seq = stream
+        .info()
+        .await
+        .map_err(|e| error(e.to_string()))?
+        .state
+        .last_sequence;
+    Ok((stream, last_seq))
+}
+
+/// Whether the stream `name` exists (GetHistory opens no new room).
+pub(super) async fn exists(
+    jetstream: &jetstream::Context,
+    name: String,
+) -> Result<bool, ChatError> {
+    match jetstream.get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(ref js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(ChatError::Backplane(error.to_string())),
+    }
+}
+
+/// Stores a line `nick` said in `room` on the room's `subject`; JetStream
+/// gives it its sequence number.
+pub(super) async fn store_line(
+    jetstream: &jetstream::Context,
+    subject: String,
+    room: &RoomName,
+    nick: &Nick,
+    text: String,
+) -> Result<(), ChatError> {
+    let stored = StoredLine {
+        id: nuid::next().to_string(),
+        room: room.to_string(),
+        nick: nick.to_string(),
+        text,
+        time: SystemTime::now(),
+    };
+    let payload = serde_json::to_vec(&stored).map_err(|e| ChatError::Backplane(e.to_string()))?;
+    let error = ChatError::backplane("cannot store the line");
+    jetstream
+        .publish(subject, payload.into())
+        .await
+        .map_err(|e| error(e.to_string()))?
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    Ok(())
+}
+
+/// The rooms whose streams are named `{prefix}{hash}`, by hash, with their
+/// last sequence numbers.
+pub(super) async fn rooms(
+    jetstream: &jetstream::Context,
+    prefix: &str,
+) -> Result<BTreeMap<String, (RoomName, u64)>, ChatError> {
+    let error = ChatError::backplane("cannot list rooms");
+    let mut rooms = BTreeMap::new();
+    let mut streams = jetstream.streams();
+    while let Some(info) = streams.next().await {
+        let info = info.map_err(|e| error(e.to_string()))?;
+        let Some(hash) = info.config.name.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some(name) = info
+            .config
+            .description
+            .as_deref()
+            .and_then(|name| RoomName::parse(name).ok())
+        else {
+            continue;
+        };
+        rooms.insert(hash.to_owned(), (name, info.state.last_sequence));
+    }
+    Ok(rooms)
+}
+
+/// Turns a stored line into a domain line with its sequence number.
+fn decode_line(room: &RoomName, seq: u64, payload: &[u8]) -> Option<ChatLine> {
+    let stored: StoredLine = serde_json::from_slice(payload).ok()?;
+    if stored.room != room.as_str() {
+        return None;
+    }
+    Some(ChatLine {
+        id: stored.id,
+        seq,
+        room: room.clone(),
+        nick: Nick::parse(&stored.nick).ok()?,
+        text: stored.text,
+        time: stored.time,
+    })
+}
+
+/// Reads a room's stream into the hub, in order, for as long as the backplane
+/// lives; after a failure it resumes after the last line applied.
+pub(super) async fn read_lines(
+    stream: stream::Stream,
+    client: async_nats::Client,
+    subject: String,
+    hub: Arc<RoomHub>,
+    room: RoomName,
+    applied: watch::Sender<u64>,
+    stop: CancellationToken,
+) {
+    loop {
+        let start_sequence = hub.last_seq(&room).unwrap_or(0) + 1;
+        let consumer = stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: client.new_inbox(),
+                filter_subject: subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+                ..push::OrderedConfig::default()
+            })
+            .await;
+        let messages = match consumer {
+            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match messages {
+            Ok(mut messages) => loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        warn!(room = %room, %error, "room reader failed; resuming");
+                        break;
+                    }
+                    None => break,
+                };
+                let Ok(info) = message.info() else { continue };
+                let seq = info.stream_sequence;
+                if let Some(line) = decode_line(&room, seq, &message.payload) {
+                    if let Err(error) = hub.apply_line(line) {
+                        warn!(room = %room, seq, %error, "cannot apply line");
+                    }
+                } else {
+                    warn!(room = %room, seq, "skipping a malformed stored line");
+                }
+                applied.send_replace(seq);
+            },
+            Err(error) => warn!(room = %room, %error, "cannot read the room's stream"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RETRY_PAUSE) => {}
+        }
+    }
+}

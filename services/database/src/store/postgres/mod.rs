@@ -1,0 +1,166 @@
+//! The shared store: PostgreSQL, so several replicas serve one database.
+//!
+//! A batch is one transaction of a handful of statements whatever its size: lock
+//! every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
+//! replicas' batches never deadlock), decide every write in Rust with the same
+//! rules as the embedded store, then write rows, bump the revision counter, append
+//! the change log and `NOTIFY` with `UNNEST`ed arrays. The counter row lock makes
+//! revisions follow commit order, which is what lets every replica read the log
+//! gap-free; batching is what keeps that lock from limiting throughput.
+//!
+//! Every replica `LISTEN`s for those notifications and tails the log, so a watch
+//! on one replica sees writes made through any other.
+//!
+//! # Layout
+//! - this file: [`PostgresBackend`], its connection pool, and the
+//!   [`StoreBackend`] methods, each handed to the module that does the work.
+//! - [`schema`]: the tables, their migrations, and how records map to rows.
+//! - [`write`]: the batch write transaction and its retries.
+//! - [`read`]: point reads, listing, the change log and the counters.
+//! - [`listen`]: the `LISTEN` connection that hears other replicas' commits.
+
+mod listen;
+mod read;
+mod schema;
+mod write;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::watch;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use super::{StoreBackend, WriteResult};
+use crate::{
+    change::Change,
+    error::DatabaseError,
+    listing::{ListQuery, Page},
+    person::Person,
+    write::WriteOp,
+};
+
+/// Connections per replica: the writer uses one at a time, the rest serve reads.
+const POOL_SIZE: usize = 16;
+/// How long a call waits for a free connection before UNAVAILABLE.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// The tailer reads the log at least this often even without notifications, in
+/// case a notification was lost while the listener reconnected.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+fn unavailable(error: impl std::fmt::Display) -> DatabaseError {
+    DatabaseError::Unavailable(format!("postgresql: {error}"))
+}
+
+fn failure(error: &tokio_postgres::Error) -> DatabaseError {
+    if error.as_db_error().is_some() {
+        DatabaseError::Internal(format!("postgresql: {error}"))
+    } else {
+        unavailable(error)
+    }
+}
+
+/// The PostgreSQL backend.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// The NOTIFY channel: per schema, so databases in different schemas of one
+    /// server do not wake each other.
+    channel: String,
+    retention: u64,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to `url`, applies migrations, and keeps the last `retention`
+    /// changes for watches.
+    pub async fn connect(url: &str, retention: u64) -> Result<Self, DatabaseError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| DatabaseError::Unavailable(format!("bad database url: {error}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(unavailable)?;
+        let mut client = pool.get().await.map_err(unavailable)?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(|error| failure(&error))?;
+        let schema: String = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(|error| failure(&error))?
+            .get(0);
+        Ok(Self {
+            pool,
+            config,
+            channel: format!("quartet_people_{schema}"),
+            retention: retention.max(1),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl StoreBackend for PostgresBackend {
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
+        let mut client = self.client().await?;
+        write::apply(&mut client, &ops, &self.channel, self.retention).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
+        read::person(&self.client().await?, id).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, DatabaseError> {
+        read::page(&mut self.client().await?, query).await
+    }
+
+    async fn changes_after(
+        &self,
+        revision: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, DatabaseError> {
+        read::changes_after(&self.client().await?, revision, limit).await
+    }
+
+    async fn size_bytes(&self) -> Result<u64, DatabaseError> {
+        read::size_bytes(&self.client().await?).await
+    }
+
+    async fn revision(&self) -> Result<u64, DatabaseError> {
+        read::revision(&self.client().await?).await
+    }
+
+    fn follow_commits(&self, commits: watch::Sender<u64>, stop: CancellationToken) {
+        let listener =
+            listen::CommitListener::new(self.config.clone(), self.channel.clone(), commits);
+        tokio::spawn(listener.run(stop));
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        Some(POLL_INTERVAL)
+    }
+}
