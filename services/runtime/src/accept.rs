@@ -32,7 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, warn};
 
-use crate::{ServeError, config::Limits, reload::Reloading};
+use crate::{config::Limits, error::ServeError, reload::Reloading};
 
 /// TCP keepalive on accepted sockets: finds peers that vanished without a FIN
 /// even when HTTP/2 keepalive is turned down.

@@ -10,8 +10,9 @@
 //! - [`config`]: the shared flags ([`Limits`], [`ShutdownPolicy`]) with env fallbacks.
 //! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
 //! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
-//!   works and reports the real port), serving and the shutdown sequence;
-//!   [`ServeError`] says why one could not start.
+//!   works and reports the real port), serving and the shutdown sequence.
+//! - `error`: [`ServeError`], why a server could not start (with
+//!   [`DescriptorError`] for descriptor sets that miss a hosted service).
 //! - [`shutdown`]: [`Shutdown`] (signals, two phases) and the [`DrainSignal`]
 //!   services watch to close long-lived streams.
 //! - [`stream`]: [`UntilDrained`], the response stream of a long-lived call:
@@ -59,7 +60,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use config::{Limits, ServerOptions, ShutdownPolicy};
-pub use error::ServeError;
+pub use error::{DescriptorError, ServeError};
 pub use health::{HealthRegistry, ServingStatus};
 pub use metrics::Metrics;
 pub use server::{BoundServer, GrpcServer, RunningServer};

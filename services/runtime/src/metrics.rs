@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tonic::Code;
 use tracing::{info, warn};
 
-use crate::{ServeError, accept, shutdown::Shutdown, status_names::code_name};
+use crate::{accept, error::ServeError, shutdown::Shutdown, status_names::code_name};
 
 /// Labels of a finished call (named as go-grpc-prometheus names them).
 #[allow(clippy::struct_field_names)]

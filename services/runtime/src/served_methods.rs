@@ -17,23 +17,10 @@ use prost_types::FileDescriptorSet;
 use tonic_reflection::pb::{v1, v1alpha};
 
 use crate::{
+    error::DescriptorError,
     health::HEALTH_SERVICE_NAME,
     metrics::{CallMetrics, MethodMetrics},
 };
-
-/// Why the descriptor sets cannot say what a server serves (a build problem,
-/// not a runtime one).
-#[derive(Debug, thiserror::Error)]
-pub enum DescriptorError {
-    /// A descriptor set is not an encoded `FileDescriptorSet`.
-    #[error("a descriptor set does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
-    /// A hosted service is in none of the descriptor sets.
-    #[error(
-        "service {0} is in no descriptor set: pass its FILE_DESCRIPTOR_SET to GrpcServer::descriptors"
-    )]
-    Undescribed(String),
-}
 
 /// One method a server serves.
 #[derive(Debug)]

@@ -24,10 +24,11 @@ use tower_service::Service;
 use tracing::{info, warn};
 
 use crate::{
-    Limits, ServeError, ShutdownPolicy, accept,
+    accept,
     auth::BearerAuthLayer,
     call_trace::CallTraceLayer,
-    config::ServerOptions,
+    config::{Limits, ServerOptions, ShutdownPolicy},
+    error::ServeError,
     health::{HealthRegistry, ServingStatus},
     metrics::Metrics,
     overload::InFlightLimitLayer,
