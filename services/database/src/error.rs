@@ -109,3 +109,11 @@ impl From<DatabaseError> for Status {
         }
     }
 }
+
+/// A field that failed validation is an invalid request: INVALID_ARGUMENT, as
+/// [`DatabaseError::Invalid`] maps it.
+impl From<FieldError> for Status {
+    fn from(error: FieldError) -> Self {
+        DatabaseError::from(error).into()
+    }
+}

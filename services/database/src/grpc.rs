@@ -72,8 +72,8 @@ impl From<&Change> for PersonEvent {
     }
 }
 
-fn required(person: Option<pb::Person>) -> Result<pb::Person, DatabaseError> {
-    person.ok_or_else(|| FieldError::new("person", "must be set").into())
+fn required(person: Option<pb::Person>) -> Result<pb::Person, FieldError> {
+    person.ok_or_else(|| FieldError::new("person", "must be set"))
 }
 
 /// Implements `quartet.database.v1.PeopleService` over a [`PeopleStore`].
@@ -152,7 +152,7 @@ impl PeopleService for PeopleHandler {
         request: Request<GetPersonRequest>,
     ) -> Result<Response<pb::Person>, Status> {
         let id = request.into_inner().id;
-        validate_id("id", &id).map_err(DatabaseError::from)?;
+        validate_id("id", &id)?;
         let person = self.store.get(&id).await?;
         Ok(Response::new(pb::Person::from(&person)))
     }
@@ -163,13 +163,12 @@ impl PeopleService for PeopleHandler {
     ) -> Result<Response<pb::Person>, Status> {
         let request = request.into_inner();
         let person = required(request.person)?;
-        validate_id("person.id", &person.id).map_err(DatabaseError::from)?;
+        validate_id("person.id", &person.id)?;
         let paths = request
             .update_mask
             .map(|mask| mask.paths)
             .unwrap_or_default();
-        let patch =
-            Patch::from_mask(&paths, &PersonFields::from(&person)).map_err(DatabaseError::from)?;
+        let patch = Patch::from_mask(&paths, &PersonFields::from(&person))?;
         let change = self
             .store
             .update(person.id, patch, request.expected_version)
@@ -182,7 +181,7 @@ impl PeopleService for PeopleHandler {
         request: Request<DeletePersonRequest>,
     ) -> Result<Response<DeletePersonResponse>, Status> {
         let request = request.into_inner();
-        validate_id("id", &request.id).map_err(DatabaseError::from)?;
+        validate_id("id", &request.id)?;
         let change = self
             .store
             .delete(request.id, request.expected_version)
@@ -198,8 +197,7 @@ impl PeopleService for PeopleHandler {
         request: Request<ListPeopleRequest>,
     ) -> Result<Response<ListPeopleResponse>, Status> {
         let request = request.into_inner();
-        let query = ListQuery::new(request.id_prefix, request.page_size, &request.page_token)
-            .map_err(DatabaseError::from)?;
+        let query = ListQuery::new(request.id_prefix, request.page_size, &request.page_token)?;
         let page = self.store.list(&query).await?;
         Ok(Response::new(ListPeopleResponse {
             next_page_token: page.next_page_token(&query.prefix),
@@ -215,14 +213,15 @@ impl PeopleService for PeopleHandler {
         request: Request<WatchPeopleRequest>,
     ) -> Result<Response<Self::WatchPeopleStream>, Status> {
         let request = request.into_inner();
-        validate_id_prefix("id_prefix", &request.id_prefix).map_err(DatabaseError::from)?;
+        validate_id_prefix("id_prefix", &request.id_prefix)?;
         let changes = self
             .store
             .watch(request.since_revision, request.id_prefix)
             .await?;
-        let events = changes.map(|change| match change {
-            Ok(change) => Ok(PersonEvent::from(change.as_ref())),
-            Err(error) => Err(Status::from(error)),
+        let events = changes.map(|change| {
+            change
+                .map(|change| PersonEvent::from(change.as_ref()))
+                .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(UntilDrained::new(
             events,
@@ -243,7 +242,7 @@ impl PeopleService for PeopleHandler {
                     "{} in one batch, at most {MAX_IMPORT_BATCH}; earlier batches are committed",
                     batch.people.len()
                 );
-                return Err(DatabaseError::from(FieldError::new("people", reason)).into());
+                return Err(FieldError::new("people", reason).into());
             }
             let valid = tally.check(batch.people);
             let changes = self.store.import(valid).await?;
