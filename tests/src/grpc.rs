@@ -6,7 +6,7 @@ use std::{fmt::Debug, future::IntoFuture};
 
 use tokio::{sync::mpsc, time::timeout};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming, transport::Channel};
+use tonic::{Code, Status, Streaming, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse, health_client::HealthClient};
 
 use crate::DEADLINE;
@@ -63,6 +63,17 @@ pub async fn end<T: Debug>(stream: &mut Streaming<T>) {
     assert!(
         matches!(item, Ok(None)),
         "the stream sent {item:?} instead of ending"
+    );
+}
+
+/// Asserts that `status` has `code` and a message that says `words`.
+///
+/// # Panics
+/// When it does not.
+pub fn assert_status(status: &Status, code: Code, words: &str) {
+    assert!(
+        status.code() == code && status.message().contains(words),
+        "expected {code:?} saying {words:?}, got {status:?}"
     );
 }
 

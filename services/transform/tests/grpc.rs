@@ -4,7 +4,7 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quartet_e2e::grpc::{failure, next, request_stream, within};
+use quartet_e2e::grpc::{assert_status, failure, next, request_stream, within};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
@@ -86,12 +86,7 @@ async fn unspecified_operation_is_invalid_argument() {
     let status = call(&mut client, request(Operation::Unspecified, "x"))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().starts_with("operation:"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "operation: must be set");
     server.stop().await.unwrap();
 }
 
@@ -109,8 +104,11 @@ async fn unknown_operation_number_is_invalid_argument() {
     )
     .await
     .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("42"), "{}", status.message());
+    assert_status(
+        &status,
+        Code::InvalidArgument,
+        "42 is not a known operation",
+    );
     server.stop().await.unwrap();
 }
 
@@ -145,12 +143,7 @@ async fn text_that_is_not_utf8_is_invalid_argument() {
     let status = within(grpc.unary(tonic::Request::new(request), path, codec))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status.message().contains("malformed"),
-        "{}",
-        status.message()
-    );
+    assert_status(&status, Code::InvalidArgument, "malformed");
     server.stop().await.unwrap();
 }
 
@@ -203,8 +196,7 @@ async fn result_that_outgrows_the_limit_is_resource_exhausted() {
     let status = call(&mut client, request(Operation::Upper, &text))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert!(status.message().contains("result"), "{}", status.message());
+    assert_status(&status, Code::ResourceExhausted, "result");
     server.stop().await.unwrap();
 }
 
