@@ -1,40 +1,48 @@
 //! [`UntilDrained`]: the response stream of a long-lived call, which ends when
 //! the server drains rather than holding the drain up.
 //!
-//! Every streaming handler needs the same three rules: pass the source's items
-//! on, stop after the first error (gRPC ends a call with its status), and when
-//! the server starts draining say goodbye at once, even to a source that always
-//! has an item ready. Services give the source and the goodbye; this module
-//! keeps the rules.
+//! Every streaming handler needs the same rules: pass the source's items on,
+//! stop after the first error (gRPC ends a call with its status), and when the
+//! server starts draining say goodbye at once, even to a source that always has
+//! an item ready; but answer whole an input already taken, so a client is never
+//! left guessing whether a request it sent was applied. Services give the
+//! source and the goodbye; this module keeps the rules.
 
 use std::{
+    future::{self, Future},
     mem,
     pin::Pin,
     task::{Context, Poll, ready},
 };
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _, stream::Map};
 use pin_project_lite::pin_project;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::shutdown::DrainSignal;
 
 pin_project! {
-    /// A response stream: its source's items up to and including the first
+    /// A response stream: its source's answers up to and including the first
     /// error, or, once the server drains, the service's goodbye (an UNAVAILABLE
     /// status; or an event, then the status) and nothing after it.
     ///
-    /// The drain is looked at before the source on every poll (`biased`), so a
-    /// busy source cannot hold the drain up. An item the source is still
-    /// producing when the drain starts is dropped with the source. Costs one
-    /// drain registration per call; nothing is allocated per item.
+    /// The source yields futures, one per input it takes (a request, a tick):
+    /// each is the work of answering that input. Only the wait for the next
+    /// input races the drain, and the drain is looked at first (`biased`), so
+    /// a busy source cannot hold it up; an input once taken is answered whole
+    /// before the goodbye. Costs one drain registration per call; nothing is
+    /// allocated per item.
     #[must_use = "streams do nothing unless polled"]
     pub struct UntilDrained<S, F, I>
     where
+        S: Stream,
         I: IntoIterator,
     {
         #[pin]
         source: S,
+        // The answer being worked out, for the input last taken.
+        #[pin]
+        in_hand: Option<S::Item>,
         #[pin]
         draining: WaitForCancellationFutureOwned,
         phase: Phase<F, I::IntoIter>,
@@ -43,7 +51,7 @@ pin_project! {
 
 /// Where an [`UntilDrained`] stream stands.
 enum Phase<F, R> {
-    /// Passing the source's items on; holds the goodbye for the drain.
+    /// Passing the source's answers on; holds the goodbye for the drain.
     Live(F),
     /// The server is draining: sending the goodbye.
     Farewell(R),
@@ -64,45 +72,84 @@ where
     }
 }
 
-impl<S, F, I> UntilDrained<S, F, I>
+/// A source whose items are answers already: each is ready at once.
+type AnswersAtOnce<S> = Map<S, fn(<S as Stream>::Item) -> future::Ready<<S as Stream>::Item>>;
+
+impl<S, F, I> UntilDrained<AnswersAtOnce<S>, F, I>
 where
+    S: Stream,
     F: FnOnce() -> I,
     I: IntoIterator,
 {
-    /// Passes on `source` until the server behind `drain` drains, then ends with
-    /// what `farewell` returns (called at most once, when the drain starts).
+    /// Passes on `source`, whose items are the answers, until the server
+    /// behind `drain` drains, then ends with what `farewell` returns (called
+    /// at most once, when the drain starts).
     pub fn new(source: S, drain: &DrainSignal, farewell: F) -> Self {
+        let at_once: fn(S::Item) -> future::Ready<S::Item> = future::ready;
+        UntilDrained::answering(source.map(at_once), drain, farewell)
+    }
+}
+
+impl<S, F, I> UntilDrained<S, F, I>
+where
+    S: Stream,
+    F: FnOnce() -> I,
+    I: IntoIterator,
+{
+    /// Answers each input `answers` takes, with the future it yields for it,
+    /// until the server behind `drain` drains, then ends with what `farewell`
+    /// returns (called at most once, when the drain starts).
+    pub fn answering(answers: S, drain: &DrainSignal, farewell: F) -> Self {
         Self {
-            source,
+            source: answers,
+            in_hand: None,
             draining: drain.draining_owned(),
             phase: Phase::Live(farewell),
         }
     }
 }
 
-impl<S, F, I, T, E> Stream for UntilDrained<S, F, I>
+impl<S, A, F, I, T, E> Stream for UntilDrained<S, F, I>
 where
-    S: Stream<Item = Result<T, E>>,
+    S: Stream<Item = A>,
+    A: Future<Output = Result<T, E>>,
     F: FnOnce() -> I,
     I: IntoIterator<Item = Result<T, E>>,
 {
     type Item = Result<T, E>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        if matches!(this.phase, Phase::Live(_)) && this.draining.poll(cx).is_ready() {
-            this.phase.say_goodbye();
+        let mut this = self.project();
+        loop {
+            if let Some(answer) = this.in_hand.as_mut().as_pin_mut() {
+                let item = ready!(answer.poll(cx));
+                this.in_hand.set(None);
+                if item.is_err() {
+                    *this.phase = Phase::Ended;
+                }
+                return Poll::Ready(Some(item));
+            }
+            if matches!(this.phase, Phase::Live(_)) && this.draining.as_mut().poll(cx).is_ready() {
+                this.phase.say_goodbye();
+            }
+            match this.phase {
+                Phase::Live(_) => {
+                    let Some(answer) = ready!(this.source.as_mut().poll_next(cx)) else {
+                        *this.phase = Phase::Ended;
+                        return Poll::Ready(None);
+                    };
+                    this.in_hand.set(Some(answer));
+                }
+                Phase::Farewell(items) => {
+                    let item = items.next();
+                    if item.is_none() {
+                        *this.phase = Phase::Ended;
+                    }
+                    return Poll::Ready(item);
+                }
+                Phase::Ended => return Poll::Ready(None),
+            }
         }
-        let item = match this.phase {
-            Phase::Live(_) => ready!(this.source.poll_next(cx)),
-            Phase::Farewell(items) => items.next(),
-            Phase::Ended => None,
-        };
-        match (&item, &*this.phase) {
-            (Some(Ok(_)), Phase::Live(_)) | (Some(_), Phase::Farewell(_)) => {}
-            _ => *this.phase = Phase::Ended,
-        }
-        Poll::Ready(item)
     }
 }
 
@@ -189,6 +236,28 @@ mod tests {
         let source = stream::repeat(Ok(7));
         let items = collect(UntilDrained::new(source, &shutdown.drain_signal(), goodbye)).await;
         assert_eq!(items, goodbye());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_input_taken_before_the_drain_is_answered_before_the_goodbye() {
+        let shutdown = Shutdown::new();
+        // Each input takes a second to answer.
+        let answers = stream::iter([1, 2]).map(|n| async move {
+            sleep(Duration::from_secs(1)).await;
+            Ok(n)
+        });
+        let mut stream = Box::pin(UntilDrained::answering(
+            answers,
+            &shutdown.drain_signal(),
+            goodbye,
+        ));
+        let switch = shutdown.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(500)).await;
+            switch.start_draining();
+        });
+        assert_eq!(stream.next().await, Some(Ok(1)));
+        assert_eq!(collect(stream).await, goodbye());
     }
 
     #[tokio::test]

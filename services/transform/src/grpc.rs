@@ -94,12 +94,13 @@ impl TransformService for TransformHandler {
         request: Request<Streaming<TransformRequest>>,
     ) -> Result<Response<Self::TransformStreamStream>, Status> {
         // Requests are answered one at a time, so order is kept and a slow
-        // reader slows the stream instead of growing a buffer.
+        // reader slows the stream instead of growing a buffer; a request
+        // taken before the drain is answered before the goodbye.
         let limit = self.max_message_bytes;
         let answers = request
             .into_inner()
-            .then(move |request| async move { Ok(transform(request?, limit).await?) });
-        Ok(Response::new(Box::pin(UntilDrained::new(
+            .map(move |request| async move { Ok(transform(request?, limit).await?) });
+        Ok(Response::new(Box::pin(UntilDrained::answering(
             answers,
             &self.drain,
             || [Err(TransformError::ShuttingDown.into())],
