@@ -51,30 +51,15 @@ async fn each_operation_transforms_unicode_correctly() {
     let server = start(ServerOptions::default()).await;
     let mut client = client(&server).await;
 
-    assert_eq!(
-        call(&mut client, request(Operation::Upper, "straße"))
-            .await
-            .unwrap(),
-        "STRASSE"
-    );
-    assert_eq!(
-        call(&mut client, request(Operation::Lower, "ΣΑΣ"))
-            .await
-            .unwrap(),
-        "σας"
-    );
-    assert_eq!(
-        call(&mut client, request(Operation::Reverse, "ne\u{301}e"))
-            .await
-            .unwrap(),
-        "ee\u{301}n"
-    );
-    assert_eq!(
-        call(&mut client, request(Operation::Upper, ""))
-            .await
-            .unwrap(),
-        ""
-    );
+    for (operation, text, expected) in [
+        (Operation::Upper, "straße", "STRASSE"),
+        (Operation::Lower, "ΣΑΣ", "σας"),
+        (Operation::Reverse, "ne\u{301}e", "ee\u{301}n"),
+        (Operation::Upper, "", ""),
+    ] {
+        let answer = call(&mut client, request(operation, text)).await.unwrap();
+        assert_eq!(answer, expected, "{operation:?} of {text:?}");
+    }
     server.stop().await.unwrap();
 }
 
