@@ -8,18 +8,18 @@
 use std::{future::Future, time::Duration};
 
 use clap::Args;
+use quartet_client::{Credentials, Resolution, connect, retry_read};
 use quartet_proto::{
     chat::v1::chat_service_client::ChatServiceClient,
     database::v1::people_service_client::PeopleServiceClient,
     transform::v1::transform_service_client::TransformServiceClient,
     weather::v1::weather_service_client::WeatherServiceClient,
 };
-use quartet_runtime::client::{Credentials, Resolution, connect, retry_read};
 use tonic::{Request, Response, Status};
 
 use crate::output::OutputFormat;
 
-pub(crate) use quartet_runtime::client::{Connection, parse_address};
+pub(crate) use quartet_client::{Connection, parse_address};
 
 /// Flags every client command shares.
 #[derive(Debug, Clone, Args)]

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use quartet_runtime::client::is_connection_failure;
+use quartet_client::is_connection_failure;
 use tonic::{Code, Status, Streaming};
 
 /// First wait before the next attempt; each failed attempt doubles it, up to

@@ -13,7 +13,7 @@ use crate::{client::ClientOptions, failure::UsageError};
 use clap::{Args, ValueEnum};
 use quartet_chat::{BackplaneOptions, ChatConfig};
 use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions};
-use quartet_runtime::{BoundServer, ServerOptions, Shutdown};
+use quartet_runtime::{BoundServer, Metrics, ServerOptions, Shutdown};
 use quartet_weather::WeatherOptions;
 use tokio::task::JoinSet;
 
@@ -101,13 +101,14 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
         .into());
     }
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    // Every server below shares this registry (clones of args.server).
-    args.server.start_metrics(&shutdown).await?;
+    // Every server below records into this registry.
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
 
     // Bind everything first: a taken port fails the command before anything serves.
     let mut bound: Vec<BoundServer> = Vec::new();
     if args.wants(Service::Transform) {
         let server = quartet_transform::server(args.server.clone(), shutdown.clone())
+            .record_into(&metrics)
             .bind(args.transform_listen)
             .await?;
         bound.push(server);
@@ -119,12 +120,14 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
             .await
             .context("cannot open the people store")?;
         let server = quartet_database::server(args.server.clone(), shutdown.clone(), store)
+            .record_into(&metrics)
             .bind(args.database_listen)
             .await?;
         bound.push(server);
     }
     if args.wants(Service::Weather) {
         let server = quartet_weather::server(args.server.clone(), shutdown.clone(), &args.weather)?
+            .record_into(&metrics)
             .bind(args.weather_listen)
             .await?;
         bound.push(server);
@@ -138,6 +141,7 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
         )
         .await
         .context("cannot start the chat backplane")?
+        .record_into(&metrics)
         .bind(args.chat_listen)
         .await?;
         bound.push(server);
@@ -154,7 +158,7 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
             upstreams,
             shutdown.clone(),
             args.server.shutdown.clone(),
-            &args.server.metrics,
+            &metrics,
         );
         Some(gateway.bind(Ipv4Addr::LOCALHOST.into()).await?)
     } else {

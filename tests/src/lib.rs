@@ -1,16 +1,22 @@
 //! # quartet-e2e
 //!
 //! End-to-end tests live in `tests/`. This library is the harness they, and
-//! every service's binary tests, share: start a real server process, learn its
-//! address from the line it announces, and signal it.
+//! the services' own tests, share: start a real server process, learn its
+//! address from the line it announces, signal it, see how it exits, and wait
+//! on gRPC answers without ever waiting for ever.
 //!
 //! # Layout
 //! - [`ServerProcess`]: a child process started with stdout piped, and the
-//!   addresses it announced (`<name> listening on ADDR`).
+//!   addresses it announced (`<name> listening on ADDR`); [`exit_of`]: how a
+//!   command that is expected to stop stops ([`assert_usage_error`] for bad
+//!   flags).
+//! - [`grpc`]: waits on calls, stream messages and health, bounded by
+//!   [`DEADLINE`].
 //! - [`external`]: the external services a test needs (PostgreSQL, NATS),
 //!   skips that show, and fresh PostgreSQL schemas.
 
 pub mod external;
+pub mod grpc;
 
 use std::{collections::HashMap, process::Stdio, time::Duration};
 
@@ -42,8 +48,48 @@ pub enum HarnessError {
         detail: String,
     },
     /// It took longer than [`DEADLINE`].
-    #[error("the server did not announce itself within {DEADLINE:?}")]
+    #[error("the server took longer than {DEADLINE:?} to announce itself or to exit")]
     TimedOut,
+}
+
+/// How a command ended: its exit code (`None` when a signal ended it) and
+/// what it printed.
+#[derive(Debug)]
+pub struct Exit {
+    /// The exit code.
+    pub code: Option<i32>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error, where usage errors and failures are told.
+    pub stderr: String,
+}
+
+/// Runs `command` to its end, within [`DEADLINE`]: for binaries expected to
+/// refuse their flags or fail to start.
+pub async fn exit_of(command: &mut Command) -> Result<Exit, HarnessError> {
+    let output = timeout(DEADLINE, command.output())
+        .await
+        .map_err(|_| HarnessError::TimedOut)??;
+    Ok(Exit {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Runs `command`, which must refuse its flags as clap does: exit code 2 and a
+/// message naming `flag`.
+///
+/// # Panics
+/// When it does anything else, or cannot be run within [`DEADLINE`].
+pub async fn assert_usage_error(command: &mut Command, flag: &str) {
+    match exit_of(command).await {
+        Ok(exit) => assert!(
+            exit.code == Some(2) && exit.stderr.contains(flag),
+            "not a usage error about {flag}: {exit:?}"
+        ),
+        Err(error) => panic!("cannot run the command: {error}"),
+    }
 }
 
 /// A server binary running for a test, killed when dropped.

@@ -114,20 +114,17 @@ pub async fn server_with_backplane(
     match &backplane_options.nats_url {
         None => {
             let hub = Arc::new(RoomHub::new(config.hub_limits()));
-            options
-                .metrics
-                .register_collector(Box::new(metrics::HubCollector::new(hub.clone())));
+            let collector = Box::new(metrics::HubCollector::new(hub.clone()));
             let backplane = Arc::new(LocalBackplane::new(hub));
-            Ok(server(options, shutdown, config, backplane))
+            Ok(server(options, shutdown, config, backplane)
+                .register_metrics(|registry| registry.register_collector(collector)))
         }
         Some(url) => {
             let hub = Arc::new(RoomHub::new(HubLimits {
                 evict_idle_rooms: false,
                 ..config.hub_limits()
             }));
-            options
-                .metrics
-                .register_collector(Box::new(metrics::HubCollector::new(hub.clone())));
+            let collector = Box::new(metrics::HubCollector::new(hub.clone()));
             let nats = NatsOptions {
                 url: url.clone(),
                 prefix: backplane_options.nats_prefix.clone(),
@@ -135,7 +132,8 @@ pub async fn server_with_backplane(
                 max_text_bytes: config.max_text_bytes,
             };
             let backplane = NatsBackplane::connect(nats, hub).await?;
-            Ok(server(options, shutdown, config, Arc::new(backplane)))
+            Ok(server(options, shutdown, config, Arc::new(backplane))
+                .register_metrics(|registry| registry.register_collector(collector)))
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::Parser;
 use quartet_chat::{BackplaneOptions, ChatConfig, DEFAULT_PORT};
-use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
 
 /// Serves quartet.chat.v1.ChatService with health and reflection.
 #[derive(Debug, Parser)]
@@ -29,11 +29,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-chat", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    args.server.start_metrics(&shutdown).await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let server =
         quartet_chat::server_with_backplane(args.server, shutdown, args.chat, &args.backplane)
             .await
             .context("cannot start the chat backplane")?
+            .record_into(&metrics)
             .bind(args.listen)
             .await?;
     server.announce()?;

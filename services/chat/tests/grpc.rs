@@ -487,9 +487,8 @@ async fn a_stream_that_never_joins_is_refused_when_it_closes() {
 
 #[tokio::test]
 async fn rooms_and_members_are_exported_as_gauges() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = member::start_with(options, ChatConfig::default()).await;
+    let server = member::start_with(ServerOptions::default(), ChatConfig::default()).await;
+    let metrics = server.metrics();
     assert!(
         metrics.encode().contains("quartet_chat_rooms 0\n"),
         "{}",

@@ -76,6 +76,10 @@ pub enum DatabaseError {
     /// The store cannot be reached or is shutting down; retrying may work.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The server is draining: a watch ends, to be resumed (on another replica)
+    /// from the last revision it received.
+    #[error("server is shutting down; watch again from the last revision received")]
+    ShuttingDown,
     /// The store failed in a way retrying will not fix (corruption, a bug).
     #[error("store failure: {0}")]
     Internal(String),
@@ -96,10 +100,20 @@ impl From<DatabaseError> for Status {
             DatabaseError::RevisionCompacted { .. } | DatabaseError::RevisionInFuture { .. } => {
                 Status::out_of_range(message)
             }
-            DatabaseError::Unavailable(_) => Status::unavailable(message),
+            DatabaseError::Unavailable(_) | DatabaseError::ShuttingDown => {
+                Status::unavailable(message)
+            }
             DatabaseError::Internal(_) | DatabaseError::Misconfigured(_) => {
                 Status::internal(message)
             }
         }
+    }
+}
+
+/// A field that failed validation is an invalid request: INVALID_ARGUMENT, as
+/// [`DatabaseError::Invalid`] maps it.
+impl From<FieldError> for Status {
+    fn from(error: FieldError) -> Self {
+        DatabaseError::from(error).into()
     }
 }

@@ -3,14 +3,14 @@
 
 use std::pin::Pin;
 
-use futures_util::{Stream, StreamExt as _, stream};
+use futures_util::{Stream, StreamExt as _};
 use quartet_proto::database::v1::{
     self as pb, CreatePersonRequest, DeletePersonRequest, DeletePersonResponse, GetPersonRequest,
     ImportFailure, ImportPeopleRequest, ImportPeopleResponse, ListPeopleRequest,
     ListPeopleResponse, PersonEvent, UpdatePersonRequest, WatchPeopleRequest,
     people_service_server::PeopleService,
 };
-use quartet_runtime::DrainSignal;
+use quartet_runtime::{DrainSignal, UntilDrained};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
@@ -18,7 +18,7 @@ use crate::{
     error::{DatabaseError, FieldError},
     listing::ListQuery,
     person::{NewPerson, Person, PersonFields, Timestamp, validate_id, validate_id_prefix},
-    store::{PeopleStore, WatchStream},
+    store::PeopleStore,
     write::Patch,
 };
 
@@ -72,8 +72,8 @@ impl From<&Change> for PersonEvent {
     }
 }
 
-fn required(person: Option<pb::Person>) -> Result<pb::Person, DatabaseError> {
-    person.ok_or_else(|| FieldError::new("person", "must be set").into())
+fn required(person: Option<pb::Person>) -> Result<pb::Person, FieldError> {
+    person.ok_or_else(|| FieldError::new("person", "must be set"))
 }
 
 /// Implements `quartet.database.v1.PeopleService` over a [`PeopleStore`].
@@ -90,34 +90,8 @@ impl PeopleHandler {
     }
 }
 
+/// The changes one `WatchPeople` call sends.
 type Events = Pin<Box<dyn Stream<Item = Result<PersonEvent, Status>> + Send>>;
-
-/// Where one WatchPeople stream stands.
-struct WatchState {
-    changes: WatchStream,
-    drain: DrainSignal,
-    ended: bool,
-}
-
-impl WatchState {
-    async fn next_event(mut self) -> Option<(Result<PersonEvent, Status>, Self)> {
-        if self.ended {
-            return None;
-        }
-        let event = tokio::select! {
-            biased;
-            () = self.drain.draining() => Err(Status::unavailable(
-                "server is shutting down; watch again from the last revision received",
-            )),
-            change = self.changes.next() => match change? {
-                Ok(change) => Ok(PersonEvent::from(change.as_ref())),
-                Err(error) => Err(Status::from(error)),
-            },
-        };
-        self.ended = event.is_err();
-        Some((event, self))
-    }
-}
 
 /// The running totals of one ImportPeople call.
 #[derive(Default)]
@@ -178,7 +152,7 @@ impl PeopleService for PeopleHandler {
         request: Request<GetPersonRequest>,
     ) -> Result<Response<pb::Person>, Status> {
         let id = request.into_inner().id;
-        validate_id("id", &id).map_err(DatabaseError::from)?;
+        validate_id("id", &id)?;
         let person = self.store.get(&id).await?;
         Ok(Response::new(pb::Person::from(&person)))
     }
@@ -189,13 +163,12 @@ impl PeopleService for PeopleHandler {
     ) -> Result<Response<pb::Person>, Status> {
         let request = request.into_inner();
         let person = required(request.person)?;
-        validate_id("person.id", &person.id).map_err(DatabaseError::from)?;
+        validate_id("person.id", &person.id)?;
         let paths = request
             .update_mask
             .map(|mask| mask.paths)
             .unwrap_or_default();
-        let patch =
-            Patch::from_mask(&paths, &PersonFields::from(&person)).map_err(DatabaseError::from)?;
+        let patch = Patch::from_mask(&paths, &PersonFields::from(&person))?;
         let change = self
             .store
             .update(person.id, patch, request.expected_version)
@@ -208,7 +181,7 @@ impl PeopleService for PeopleHandler {
         request: Request<DeletePersonRequest>,
     ) -> Result<Response<DeletePersonResponse>, Status> {
         let request = request.into_inner();
-        validate_id("id", &request.id).map_err(DatabaseError::from)?;
+        validate_id("id", &request.id)?;
         let change = self
             .store
             .delete(request.id, request.expected_version)
@@ -224,8 +197,7 @@ impl PeopleService for PeopleHandler {
         request: Request<ListPeopleRequest>,
     ) -> Result<Response<ListPeopleResponse>, Status> {
         let request = request.into_inner();
-        let query = ListQuery::new(request.id_prefix, request.page_size, &request.page_token)
-            .map_err(DatabaseError::from)?;
+        let query = ListQuery::new(request.id_prefix, request.page_size, &request.page_token)?;
         let page = self.store.list(&query).await?;
         Ok(Response::new(ListPeopleResponse {
             next_page_token: page.next_page_token(&query.prefix),
@@ -241,19 +213,20 @@ impl PeopleService for PeopleHandler {
         request: Request<WatchPeopleRequest>,
     ) -> Result<Response<Self::WatchPeopleStream>, Status> {
         let request = request.into_inner();
-        validate_id_prefix("id_prefix", &request.id_prefix).map_err(DatabaseError::from)?;
+        validate_id_prefix("id_prefix", &request.id_prefix)?;
         let changes = self
             .store
             .watch(request.since_revision, request.id_prefix)
             .await?;
-        let state = WatchState {
-            changes,
-            drain: self.drain.clone(),
-            ended: false,
-        };
-        Ok(Response::new(Box::pin(stream::unfold(
-            state,
-            WatchState::next_event,
+        let events = changes.map(|change| {
+            change
+                .map(|change| PersonEvent::from(change.as_ref()))
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(UntilDrained::new(
+            events,
+            &self.drain,
+            || [Err(DatabaseError::ShuttingDown.into())],
         ))))
     }
 
@@ -265,10 +238,11 @@ impl PeopleService for PeopleHandler {
         let mut tally = ImportTally::default();
         while let Some(batch) = batches.message().await? {
             if batch.people.len() > MAX_IMPORT_BATCH {
-                return Err(Status::invalid_argument(format!(
-                    "people: {} in one batch, at most {MAX_IMPORT_BATCH}; earlier batches are committed",
+                let reason = format!(
+                    "{} in one batch, at most {MAX_IMPORT_BATCH}; earlier batches are committed",
                     batch.people.len()
-                )));
+                );
+                return Err(FieldError::new("people", reason).into());
             }
             let valid = tally.check(batch.people);
             let changes = self.store.import(valid).await?;

@@ -110,8 +110,7 @@ impl StoreOptions {
 /// A server hosting the people service over `store`.
 pub fn server(options: ServerOptions, shutdown: Shutdown, store: PeopleStore) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
-    store.register_metrics(&options.metrics);
-    let handler = PeopleHandler::new(store, shutdown.drain_signal());
+    let handler = PeopleHandler::new(store.clone(), shutdown.drain_signal());
     GrpcServer::new("database", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
         .add_service(
@@ -119,6 +118,7 @@ pub fn server(options: ServerOptions, shutdown: Shutdown, store: PeopleStore) ->
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
+        .register_metrics(move |metrics| store.register_metrics(metrics))
 }
 
 #[cfg(test)]

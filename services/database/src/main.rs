@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::Parser;
 use quartet_database::{DEFAULT_PORT, StoreOptions};
-use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
 
 /// Serves quartet.database.v1.PeopleService with health and reflection.
 #[derive(Debug, Parser)]
@@ -27,13 +27,14 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-database", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    args.server.start_metrics(&shutdown).await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let store = args
         .store
         .open()
         .await
         .context("cannot open the people store")?;
     let server = quartet_database::server(args.server, shutdown, store)
+        .record_into(&metrics)
         .bind(args.listen)
         .await?;
     server.announce()?;

@@ -486,8 +486,13 @@ async fn watches_end_with_unavailable_when_the_server_drains(fixture: &mut Fixtu
     fixture.server.shutdown().request();
     let end = timeout(DEADLINE, events.message())
         .await
-        .expect("watch held the drain");
-    assert_eq!(end.unwrap_err().code(), Code::Unavailable);
+        .expect("watch held the drain")
+        .unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable);
+    assert_eq!(
+        end.message(),
+        "server is shutting down; watch again from the last revision received"
+    );
     // `run` then sees the drained server stop within the deadline.
 }
 

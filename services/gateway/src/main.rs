@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::Context as _;
 use clap::Parser;
 use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions};
-use quartet_runtime::{GrpcServer, ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{GrpcServer, Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
 
 /// Serves the text protocols on TCP 7001-7004 and UDP 7004.
 #[derive(Debug, Parser)]
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-gateway", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    args.server.start_metrics(&shutdown).await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let options = GatewayOptions {
         max_connections: args.server.limits.max_connections,
         ..args.gateway
@@ -39,11 +39,12 @@ async fn main() -> anyhow::Result<()> {
         args.upstreams,
         shutdown.clone(),
         args.server.shutdown.clone(),
-        &args.server.metrics,
+        &metrics,
     )
     .bind(Ipv4Addr::UNSPECIFIED.into())
     .await?;
     let health = GrpcServer::new("gateway", args.server, shutdown)
+        .record_into(&metrics)
         .bind(args.listen)
         .await?;
     gateway.announce()?;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use clap::Args;
-use quartet_runtime::client::{Credentials, Resolution, parse_address};
+use quartet_client::{Credentials, Resolution, parse_address};
 
 /// Where a listener listens, or that it does not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use quartet_client::{Connection, connect_lazy};
 use quartet_proto::{
     chat::v1::chat_service_client::ChatServiceClient,
     database::v1::people_service_client::PeopleServiceClient,
     transform::v1::transform_service_client::TransformServiceClient,
     weather::v1::weather_service_client::WeatherServiceClient,
 };
-use quartet_runtime::client::{Connection, connect_lazy};
 use tonic::{Request, Status};
 
 use crate::options::UpstreamOptions;

@@ -55,9 +55,9 @@ async fn a_connection_carries_all_its_lines_on_one_stream() {
     assert_eq!(user.ask("QUIT").await, "OK bye");
 
     // The stream ends with the connection: one call, no unary ones.
-    until_sample(&services.transform_metrics, STREAM_CALLS, 1.0).await;
+    until_sample(services.transform.metrics(), STREAM_CALLS, 1.0).await;
     assert!(
-        !services.transform_metrics.encode().contains(UNARY_CALLS),
+        !services.transform.metrics().encode().contains(UNARY_CALLS),
         "no line may take a unary call"
     );
     gateway.stop().await;

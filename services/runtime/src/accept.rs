@@ -32,7 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, warn};
 
-use crate::{config::Limits, reload::Reloading};
+use crate::{config::Limits, error::ServeError, reload::Reloading};
 
 /// TCP keepalive on accepted sockets: finds peers that vanished without a FIN
 /// even when HTTP/2 keepalive is turned down.
@@ -48,6 +48,16 @@ const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// bytes of every HTTP/2 client, so a connection that has not sent them is not
 /// yet a client worth a place in the HTTP/2 server.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connections of a listener, ready for the HTTP/2 server.
+pub(crate) type Incoming = ReceiverStream<Result<Connection, io::Error>>;
+
+/// A listener on `addr` (port 0 picks a free port).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
 
 /// The byte stream under a connection, plain or TLS.
 #[derive(Debug)]
@@ -210,7 +220,7 @@ pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Reloading<ServerConfig>>,
     limits: &Limits,
-) -> ReceiverStream<Result<Connection, io::Error>> {
+) -> Incoming {
     let (ready, receiver) = mpsc::channel(READY_CONNECTIONS);
     let handshake_timeout = limits.http2_handshake_timeout;
     // More permits than a semaphore can count would make it panic; no machine

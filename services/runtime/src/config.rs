@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::{auth::AuthOptions, metrics::Metrics, tls::TlsOptions};
+use crate::{auth::AuthOptions, tls::TlsOptions};
 
 /// How a server protects itself and its clients: sizes, concurrency, timeouts,
 /// keepalive. Every limit is on by default; none is unbounded.
@@ -148,10 +148,6 @@ pub struct ServerOptions {
     /// endpoint per process: `quartet serve` shows every server's metrics on it.
     #[arg(long, env = "QUARTET_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
-
-    /// The registry this server records into; clones of these options share it.
-    #[arg(skip)]
-    pub metrics: Metrics,
 }
 
 impl Default for ServerOptions {
@@ -164,7 +160,6 @@ impl Default for ServerOptions {
             reload_interval: Duration::from_secs(10),
             health_listen: None,
             metrics_listen: None,
-            metrics: Metrics::default(),
         }
     }
 }
@@ -176,30 +171,6 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         Ok(interval) if interval.is_zero() => Err("must be longer than zero".into()),
         Ok(interval) => Ok(interval),
         Err(error) => Err(error.to_string()),
-    }
-}
-
-impl ServerOptions {
-    /// Starts the `/metrics` endpoint when `--metrics-listen` is set, and prints
-    /// `metrics listening on ADDR` on stdout like a server's announce line. Call
-    /// once per process: every server built from clones of these options shows
-    /// up on it.
-    pub async fn start_metrics(
-        &self,
-        shutdown: &crate::Shutdown,
-    ) -> Result<Option<std::net::SocketAddr>, crate::ServeError> {
-        let Some(addr) = self.metrics_listen else {
-            return Ok(None);
-        };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| crate::ServeError::Bind { addr, source })?;
-        let bound = self.metrics.serve(listener, shutdown);
-        let mut stdout = std::io::stdout().lock();
-        std::io::Write::write_fmt(&mut stdout, format_args!("metrics listening on {bound}\n"))
-            .and_then(|()| std::io::Write::flush(&mut stdout))
-            .map_err(|source| crate::ServeError::Bind { addr, source })?;
-        Ok(Some(bound))
     }
 }
 
@@ -219,12 +190,7 @@ mod tests {
         // Environment variables would change the parse; the names are ours and
         // no test sets them.
         let parsed = Cli::try_parse_from(["server"]).unwrap();
-        // The metrics registry is per instance; everything else must match.
-        let defaults = ServerOptions {
-            metrics: parsed.options.metrics.clone(),
-            ..ServerOptions::default()
-        };
-        assert_eq!(parsed.options, defaults);
+        assert_eq!(parsed.options, ServerOptions::default());
     }
 
     #[test]

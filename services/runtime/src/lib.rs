@@ -2,16 +2,21 @@
 //!
 //! What every Quartet server does the same way, so each service crate only
 //! implements its contract. A binary parses [`ServerOptions`] and
-//! [`TelemetryOptions`], calls [`telemetry::init`], creates a [`Shutdown`], builds
-//! a [`GrpcServer`], adds its services, binds and serves.
+//! [`TelemetryOptions`], calls [`telemetry::init`], creates a [`Shutdown`] and
+//! the process's [`Metrics`] (starting its endpoint), builds a [`GrpcServer`]
+//! that records into them, adds its services, binds and serves.
 //!
 //! # Layout
 //! - [`config`]: the shared flags ([`Limits`], [`ShutdownPolicy`]) with env fallbacks.
 //! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
 //! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
 //!   works and reports the real port), serving and the shutdown sequence.
+//! - `error`: [`ServeError`], why a server could not start (with
+//!   [`DescriptorError`] for descriptor sets that miss a hosted service).
 //! - [`shutdown`]: [`Shutdown`] (signals, two phases) and the [`DrainSignal`]
 //!   services watch to close long-lived streams.
+//! - [`stream`]: [`UntilDrained`], the response stream of a long-lived call:
+//!   its source's items, until the first error or the drain's goodbye.
 //! - [`health`]: `grpc.health.v1.Health`, overall and per service.
 //! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
 //! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates),
@@ -25,18 +30,20 @@
 //!   [`request_timeout`] (DEADLINE_EXCEEDED).
 //! - [`served_methods`]: the methods a server hosts, from its descriptor sets;
 //!   only they get their own metric series.
-//! - [`metrics`]: the Prometheus registry and its `/metrics` endpoint.
+//! - [`metrics`]: the Prometheus registry of a process and its `/metrics`
+//!   endpoint; servers are given it when they are assembled.
 //! - [`reload`]: values rebuilt when their files change (certificates, tokens),
 //!   keeping the last good value or failing closed when the files do not load.
-//! - [`status_names`]: canonical gRPC code names for logs and messages.
-//! - [`client`]: the client side (credentials, TLS, tokens, trace context) the
-//!   CLI and the gateway share.
+//! - [`status_names`]: canonical gRPC code names for logs and messages (the
+//!   CLI and the gateway print them too).
+//!
+//! The client side (credentials, addresses, balancing) is `quartet-client`.
 
 mod accept;
 pub mod auth;
 pub mod call_trace;
-pub mod client;
 pub mod config;
+mod error;
 pub mod health;
 pub mod metrics;
 pub mod overload;
@@ -48,12 +55,15 @@ pub mod served_methods;
 pub mod server;
 pub mod shutdown;
 pub mod status_names;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 
 pub use config::{Limits, ServerOptions, ShutdownPolicy};
+pub use error::{DescriptorError, ServeError};
 pub use health::{HealthRegistry, ServingStatus};
 pub use metrics::Metrics;
-pub use server::{BoundServer, GrpcServer, RunningServer, ServeError};
+pub use server::{BoundServer, GrpcServer, RunningServer};
 pub use shutdown::{DrainSignal, Shutdown};
+pub use stream::UntilDrained;
 pub use telemetry::{LogFormat, TelemetryOptions};

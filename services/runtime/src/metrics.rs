@@ -7,6 +7,7 @@
 
 use std::{
     fmt,
+    io::Write as _,
     net::SocketAddr,
     sync::{Arc, Mutex, OnceLock, PoisonError},
 };
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use tonic::Code;
 use tracing::{info, warn};
 
-use crate::{shutdown::Shutdown, status_names::code_name};
+use crate::{accept, error::ServeError, shutdown::Shutdown, status_names::code_name};
 
 /// Labels of a finished call (named as go-grpc-prometheus names them).
 #[allow(clippy::struct_field_names)]
@@ -233,27 +234,24 @@ impl Metrics {
     /// Adds a service's own metric (a gauge of rooms, a histogram of batch
     /// sizes) under `quartet_<name>`.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        let mut registry = self
-            .inner
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        registry
-            .sub_registry_with_prefix("quartet")
-            .register(name, help, metric);
+        self.with_services_registry(|registry| registry.register(name, help, metric));
     }
 
     /// Adds a service's collector, which computes its metrics at scrape time
     /// (rooms and members counted from the live state, say), under `quartet_`.
     pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.with_services_registry(|registry| registry.register_collector(collector));
+    }
+
+    /// Runs `add` on the part of the registry where services' own metrics go,
+    /// under the `quartet_` prefix.
+    fn with_services_registry(&self, add: impl FnOnce(&mut Registry)) {
         let mut registry = self
             .inner
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        registry
-            .sub_registry_with_prefix("quartet")
-            .register_collector(collector);
+        add(registry.sub_registry_with_prefix("quartet"));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -268,6 +266,26 @@ impl Metrics {
             warn!(error = %error, "cannot encode metrics");
         }
         text
+    }
+
+    /// The registry of this process, which every server in it records into,
+    /// served on `listen` (`--metrics-listen`) when it is given, with
+    /// `metrics listening on ADDR` printed on stdout like a server's announce
+    /// line. Once per process; tests use [`Metrics::new`] or a server's own.
+    pub async fn for_process(
+        listen: Option<SocketAddr>,
+        shutdown: &Shutdown,
+    ) -> Result<Self, ServeError> {
+        let metrics = Self::new();
+        let Some(addr) = listen else {
+            return Ok(metrics);
+        };
+        let bound = metrics.serve(accept::bind(addr).await?, shutdown);
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "metrics listening on {bound}")
+            .and_then(|()| stdout.flush())
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(metrics)
     }
 
     /// Serves `GET /metrics` on `listener` until shutdown is requested.

@@ -17,23 +17,10 @@ use prost_types::FileDescriptorSet;
 use tonic_reflection::pb::{v1, v1alpha};
 
 use crate::{
+    error::DescriptorError,
     health::HEALTH_SERVICE_NAME,
     metrics::{CallMetrics, MethodMetrics},
 };
-
-/// Why the descriptor sets cannot say what a server serves (a build problem,
-/// not a runtime one).
-#[derive(Debug, thiserror::Error)]
-pub enum DescriptorError {
-    /// A descriptor set is not an encoded `FileDescriptorSet`.
-    #[error("a descriptor set does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
-    /// A hosted service is in none of the descriptor sets.
-    #[error(
-        "service {0} is in no descriptor set: pass its FILE_DESCRIPTOR_SET to GrpcServer::descriptors"
-    )]
-    Undescribed(String),
-}
 
 /// One method a server serves.
 #[derive(Debug)]
@@ -137,32 +124,38 @@ mod tests {
         ServedMethods::of_server(&[quartet_proto::FILE_DESCRIPTOR_SET], &[TRANSFORM]).unwrap()
     }
 
+    /// Those of `paths` that a transform server serves.
+    fn served_among<'a>(paths: &[&'a str]) -> Vec<&'a str> {
+        let served = transform_server();
+        paths
+            .iter()
+            .copied()
+            .filter(|path| served.get(path).is_some())
+            .collect()
+    }
+
     #[test]
     fn hosted_services_health_and_reflection_are_served() {
-        let served = transform_server();
-        for path in [
+        let paths = [
             "/quartet.transform.v1.TransformService/Transform",
             "/quartet.transform.v1.TransformService/TransformStream",
             "/grpc.health.v1.Health/Check",
             "/grpc.health.v1.Health/Watch",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ] {
-            assert!(served.get(path).is_some(), "{path}");
-        }
+        ];
+        assert_eq!(served_among(&paths), paths);
     }
 
     #[test]
     fn other_services_of_the_same_descriptors_are_not_served() {
-        let served = transform_server();
-        for path in [
+        let served = served_among(&[
             "/quartet.database.v1.PeopleService/GetPerson",
             "/quartet.transform.v1.TransformService/Nope",
             "/quartet.transform.v1.TransformService",
             "",
-        ] {
-            assert!(served.get(path).is_none(), "{path}");
-        }
+        ]);
+        assert!(served.is_empty(), "{served:?}");
     }
 
     #[test]

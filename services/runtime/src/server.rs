@@ -1,9 +1,16 @@
 //! [`GrpcServer`]: a tonic server with everything every Quartet server has
 //! (health, reflection, limits, call tracing, graceful shutdown), configured once
 //! here so services only add themselves.
+//!
+//! A server goes through three types: [`GrpcServer`] while services are added,
+//! [`BoundServer`] once its ports are bound (port 0 reports the real port), and
+//! [`RunningServer`] when it serves on a background task. Starting it assembles
+//! the router (`GrpcServer::into_serving`), the health-only port
+//! (`health_only`) and the shutdown sequence (`ShutdownSequence`).
 
 use std::{
     convert::Infallible,
+    fmt,
     io::{self, Write as _},
     net::SocketAddr,
     sync::Arc,
@@ -20,13 +27,15 @@ use crate::{
     accept,
     auth::BearerAuthLayer,
     call_trace::CallTraceLayer,
-    config::ServerOptions,
+    config::{Limits, ServerOptions, ShutdownPolicy},
+    error::ServeError,
     health::{HealthRegistry, ServingStatus},
+    metrics::Metrics,
     overload::InFlightLimitLayer,
     reflection,
     request_framing::RequestFramingLayer,
     request_timeout::RequestTimeoutLayer,
-    served_methods::{DescriptorError, ServedMethods},
+    served_methods::ServedMethods,
     shutdown::{DrainSignal, Shutdown},
 };
 
@@ -37,33 +46,11 @@ const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// (hyper's default, likewise removed by tonic unless set).
 const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 
-/// Why a server could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// What the OS said.
-        source: io::Error,
-    },
-    /// The descriptor sets are inconsistent (a build problem, not a runtime one).
-    #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The descriptor sets do not describe every hosted service (a build problem).
-    #[error(transparent)]
-    Descriptors(#[from] DescriptorError),
-    /// The HTTP/2 server failed.
-    #[error("server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
-    /// A certificate, key or token file cannot be used.
-    #[error("{0}")]
-    Config(#[from] crate::reload::LoadError),
-}
+/// A service's own metrics, registered once the server knows which registry it
+/// records into.
+type Registration = Box<dyn FnOnce(&Metrics) + Send>;
 
 /// A gRPC server being assembled: name it, add services, then [`bind`](Self::bind).
-#[derive(Debug)]
 pub struct GrpcServer {
     name: &'static str,
     options: ServerOptions,
@@ -72,6 +59,20 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     service_names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
+    /// The process's registry, when the server shares one; it gets a registry
+    /// of its own at bind otherwise.
+    metrics: Option<Metrics>,
+    /// The services' own metrics, added to the registry at bind.
+    registrations: Vec<Registration>,
+}
+
+impl fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("name", &self.name)
+            .field("services", &self.service_names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcServer {
@@ -86,12 +87,26 @@ impl GrpcServer {
             routes: RoutesBuilder::default(),
             service_names: Vec::new(),
             descriptor_sets: Vec::new(),
+            metrics: None,
+            registrations: Vec::new(),
         }
     }
 
-    /// The metrics registry, for services that add their own gauges.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.options.metrics
+    /// Records into `metrics`, the registry of the process, instead of one of
+    /// its own: a binary makes one registry and serves it on `--metrics-listen`,
+    /// and `quartet serve` shares it between all its servers.
+    #[must_use]
+    pub fn record_into(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Adds a service's own metrics (gauges, collectors) with `register`, which
+    /// is given the registry this server records into when it binds.
+    #[must_use]
+    pub fn register_metrics(mut self, register: impl FnOnce(&Metrics) + Send + 'static) -> Self {
+        self.registrations.push(Box::new(register));
+        self
     }
 
     /// The options this server was built with; services size their own limits
@@ -137,38 +152,78 @@ impl GrpcServer {
     }
 
     /// Binds the listen address (port 0 picks a free port; see
-    /// [`BoundServer::local_addr`]). Nothing is served until [`BoundServer::serve`].
-    pub async fn bind(self, addr: SocketAddr) -> Result<BoundServer, ServeError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+    /// [`BoundServer::local_addr`]) and the health port, if any, and settles
+    /// the metrics registry. Nothing is served until [`BoundServer::serve`].
+    pub async fn bind(mut self, addr: SocketAddr) -> Result<BoundServer, ServeError> {
+        let listener = accept::bind(addr).await?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
-        let health_listener =
-            match self.options.health_listen {
-                Some(health_addr) => {
-                    Some(TcpListener::bind(health_addr).await.map_err(|source| {
-                        ServeError::Bind {
-                            addr: health_addr,
-                            source,
-                        }
-                    })?)
-                }
-                None => None,
-            };
+        let health_listener = match self.options.health_listen {
+            Some(health_addr) => Some(accept::bind(health_addr).await?),
+            None => None,
+        };
+        let metrics = self.metrics.take().unwrap_or_default();
+        for register in self.registrations.drain(..) {
+            register(&metrics);
+        }
         Ok(BoundServer {
             server: self,
+            metrics,
             listener,
             local_addr,
             health_listener,
         })
     }
+
+    /// Assembles the router every call goes through (the services, health and
+    /// reflection, behind the layers in the order `lib.rs` lists them), and
+    /// returns the future that serves `incoming` with it until `stop_accepting`
+    /// completes.
+    fn into_serving<F>(
+        self,
+        metrics: Metrics,
+        reloaders: &CancellationToken,
+        incoming: accept::Incoming,
+        stop_accepting: F,
+    ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + use<F>, ServeError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self {
+            options,
+            shutdown,
+            health,
+            mut routes,
+            service_names,
+            descriptor_sets,
+            ..
+        } = self;
+        let (reflection_v1, reflection_v1alpha) =
+            reflection::services(&descriptor_sets, &service_names)?;
+        let served = Arc::new(ServedMethods::of_server(&descriptor_sets, &service_names)?);
+        routes
+            .add_service(health.service(shutdown.drain_signal()))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let tokens = options
+            .auth
+            .tokens(options.reload_interval, reloaders.clone());
+        let limits = &options.limits;
+        Ok(http2_server(limits)
+            .layer(CallTraceLayer::new(metrics, served.clone()))
+            .layer(BearerAuthLayer::new(tokens))
+            .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
+            .layer(RequestFramingLayer::new(limits.max_message_bytes, served))
+            .layer(RequestTimeoutLayer::new(limits.request_timeout))
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, stop_accepting))
+    }
 }
 
 /// tonic's HTTP/2 server with every limit set deliberately (tonic's own
 /// defaults leave several unbounded).
-fn http2_server(limits: &crate::Limits) -> Server {
+fn http2_server(limits: &Limits) -> Server {
     let mut builder = Server::builder();
     if let Some(age) = limits.max_connection_age {
         builder = builder
@@ -201,6 +256,8 @@ fn jittered(age: Duration) -> Duration {
 #[derive(Debug)]
 pub struct BoundServer {
     server: GrpcServer,
+    /// The registry the server records into.
+    metrics: Metrics,
     listener: TcpListener,
     local_addr: SocketAddr,
     /// The plaintext health-only port, when `--health-listen` is set.
@@ -216,6 +273,11 @@ impl BoundServer {
     /// The health registry, for services that report their own state.
     pub fn health(&self) -> HealthRegistry {
         self.server.health.clone()
+    }
+
+    /// The registry this server records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The server's name ("transform"), as in its announce line.
@@ -264,126 +326,153 @@ impl BoundServer {
         let health_addr = self.health_addr();
         let health = self.server.health.clone();
         let shutdown = self.server.shutdown.clone();
+        let metrics = self.metrics.clone();
         let task = tokio::spawn(self.start()?);
         Ok(RunningServer {
             local_addr,
             health_addr,
             health,
             shutdown,
+            metrics,
             task,
         })
     }
 
     /// Does everything that can fail or must be visible at once (routes,
-    /// reflection, SERVING), and returns the future that serves.
+    /// reflection, certificates, SERVING), and returns the future that serves.
     fn start(
         self,
     ) -> Result<impl Future<Output = Result<(), ServeError>> + Send + 'static, ServeError> {
         let Self {
             server,
+            metrics,
             listener,
             local_addr,
             health_listener,
         } = self;
-        let GrpcServer {
+        let name = server.name;
+        let limits = server.options.limits.clone();
+        let services = server.service_names.clone();
+        let health = server.health.clone();
+        let sequence = ShutdownSequence {
             name,
-            options,
-            shutdown,
-            health,
-            mut routes,
-            service_names,
-            descriptor_sets,
-        } = server;
-        let limits = &options.limits;
-        let policy = options.shutdown.clone();
-
-        let (reflection_v1, reflection_v1alpha) =
-            reflection::services(&descriptor_sets, &service_names)?;
-        let served = Arc::new(ServedMethods::of_server(&descriptor_sets, &service_names)?);
-        routes
-            .add_service(health.service(shutdown.drain_signal()))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
-
+            policy: server.options.shutdown.clone(),
+            shutdown: server.shutdown.clone(),
+            health: health.clone(),
+        };
         // Reloaders (certificates, tokens) live as long as the server serves.
         let reloaders = CancellationToken::new();
-        let tls = options
+        let tls = server
+            .options
             .tls
-            .server_config(options.reload_interval, reloaders.clone())?;
-        let tokens = options
-            .auth
-            .tokens(options.reload_interval, reloaders.clone());
-        let secure = if tls.is_some() { "tls" } else { "plaintext" };
-        let incoming = accept::incoming(listener, tls, limits);
-        let router = http2_server(limits)
-            .layer(CallTraceLayer::new(options.metrics.clone(), served.clone()))
-            .layer(BearerAuthLayer::new(tokens))
-            .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
-            .layer(RequestFramingLayer::new(limits.max_message_bytes, served))
-            .layer(RequestTimeoutLayer::new(limits.request_timeout))
-            .add_routes(routes.routes());
-
-        let stop_accepting = {
-            let shutdown = shutdown.clone();
-            let health = health.clone();
-            async move {
-                shutdown.requested().await;
-                health.set_all(ServingStatus::NotServing);
-                info!(
-                    server = name,
-                    delay = %humantime::format_duration(policy.shutdown_delay),
-                    "health is NOT_SERVING; draining after the delay"
-                );
-                sleep(policy.shutdown_delay).await;
-                info!(
-                    server = name,
-                    "draining: no new connections, streams told to close"
-                );
-                shutdown.start_draining();
-            }
-        };
-
-        // Probes keep their answers until the drain: they must see NOT_SERVING.
+            .server_config(server.options.reload_interval, reloaders.clone())?;
+        let transport = if tls.is_some() { "tls" } else { "plaintext" };
+        let incoming = accept::incoming(listener, tls, &limits);
+        // Boxed, once per server: the HTTP/2 server's future is large, and
+        // would otherwise be stored again by each future it moves into.
+        let serving = Box::pin(server.into_serving(
+            metrics,
+            &reloaders,
+            incoming,
+            sequence.clone().stop_accepting(),
+        )?);
         let health_only = health_listener.map(|listener| {
-            let drain = shutdown.drain_signal();
-            http2_server(limits)
-                .add_service(health.service(drain.clone()))
-                .serve_with_incoming_shutdown(
-                    accept::incoming(listener, None, limits),
-                    async move {
-                        drain.draining().await;
-                    },
-                )
+            health_only(
+                name,
+                listener,
+                &limits,
+                &health,
+                sequence.shutdown.drain_signal(),
+            )
         });
 
         health.set_all(ServingStatus::Serving);
-        info!(server = name, %local_addr, transport = secure, services = ?service_names, "serving");
+        info!(server = name, %local_addr, transport, ?services, "serving");
         Ok(async move {
             let _reloaders = reloaders.drop_guard();
             if let Some(health_only) = health_only {
-                tokio::spawn(async move {
-                    if let Err(error) = health_only.await {
-                        warn!(server = name, error = %error, "health port failed");
-                    }
-                });
+                tokio::spawn(health_only);
             }
-            let serving = router.serve_with_incoming_shutdown(incoming, stop_accepting);
-            let drain_deadline = async {
-                shutdown.draining().await;
-                sleep(policy.drain_timeout).await;
-            };
-            tokio::select! {
-                result = serving => result?,
-                () = drain_deadline => warn!(
-                    server = name,
-                    timeout = %humantime::format_duration(policy.drain_timeout),
-                    "drain timed out; cutting the calls still open"
-                ),
-                () = shutdown.forced() => warn!(server = name, "forced to stop; cutting the calls still open"),
-            }
-            info!(server = name, "stopped");
-            Ok(())
+            sequence.until_drained(serving).await
         })
+    }
+}
+
+/// The plaintext port that serves only health, for probes that cannot speak
+/// TLS. Probes keep their answers until the drain: they must see NOT_SERVING.
+fn health_only(
+    name: &'static str,
+    listener: TcpListener,
+    limits: &Limits,
+    health: &HealthRegistry,
+    drain: DrainSignal,
+) -> impl Future<Output = ()> + Send + use<> {
+    let serving = http2_server(limits)
+        .add_service(health.service(drain.clone()))
+        .serve_with_incoming_shutdown(accept::incoming(listener, None, limits), async move {
+            drain.draining().await;
+        });
+    async move {
+        if let Err(error) = serving.await {
+            warn!(server = name, error = %error, "health port failed");
+        }
+    }
+}
+
+/// What a server does between a shutdown request and its exit (the module
+/// [`crate::shutdown`] describes the two phases).
+#[derive(Debug, Clone)]
+struct ShutdownSequence {
+    name: &'static str,
+    policy: ShutdownPolicy,
+    shutdown: Shutdown,
+    health: HealthRegistry,
+}
+
+impl ShutdownSequence {
+    /// Phase 1, up to the start of the drain: health turns NOT_SERVING, the
+    /// server keeps serving for the shutdown delay, then drains. Completes
+    /// when the server must stop accepting.
+    async fn stop_accepting(self) {
+        let name = self.name;
+        self.shutdown.requested().await;
+        self.health.set_all(ServingStatus::NotServing);
+        info!(
+            server = name,
+            delay = %humantime::format_duration(self.policy.shutdown_delay),
+            "health is NOT_SERVING; draining after the delay"
+        );
+        sleep(self.policy.shutdown_delay).await;
+        info!(
+            server = name,
+            "draining: no new connections, streams told to close"
+        );
+        self.shutdown.start_draining();
+    }
+
+    /// Phase 2: waits for `serving` to finish its calls, up to the drain
+    /// timeout, or until the operator forces the exit; then the calls still
+    /// open are cut.
+    async fn until_drained(
+        &self,
+        serving: impl Future<Output = Result<(), tonic::transport::Error>>,
+    ) -> Result<(), ServeError> {
+        let name = self.name;
+        let drain_deadline = async {
+            self.shutdown.draining().await;
+            sleep(self.policy.drain_timeout).await;
+        };
+        tokio::select! {
+            result = serving => result?,
+            () = drain_deadline => warn!(
+                server = name,
+                timeout = %humantime::format_duration(self.policy.drain_timeout),
+                "drain timed out; cutting the calls still open"
+            ),
+            () = self.shutdown.forced() => warn!(server = name, "forced to stop; cutting the calls still open"),
+        }
+        info!(server = name, "stopped");
+        Ok(())
     }
 }
 
@@ -394,6 +483,7 @@ pub struct RunningServer {
     health_addr: Option<SocketAddr>,
     health: HealthRegistry,
     shutdown: Shutdown,
+    metrics: Metrics,
     task: JoinHandle<Result<(), ServeError>>,
 }
 
@@ -416,6 +506,11 @@ impl RunningServer {
     /// The server's health registry.
     pub fn health(&self) -> &HealthRegistry {
         &self.health
+    }
+
+    /// The registry the server records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The shutdown switch this server obeys (shared with any server built on it).

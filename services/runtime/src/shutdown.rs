@@ -11,7 +11,7 @@
 use std::io;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{info, warn};
 
 /// The process-wide shutdown switch. Cheap to clone; every clone sees the same state.
@@ -112,6 +112,12 @@ impl DrainSignal {
     /// Whether the server is draining.
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
+    }
+
+    /// [`draining`](Self::draining) as a future that owns its signal, for
+    /// streams that keep it across polls.
+    pub(crate) fn draining_owned(&self) -> WaitForCancellationFutureOwned {
+        self.draining.clone().cancelled_owned()
     }
 }
 

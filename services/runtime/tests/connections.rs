@@ -10,7 +10,8 @@ mod probe;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use probe::{DEADLINE, Probe, channel, check, say, start};
+use probe::{Probe, channel, check, say, start};
+use quartet_e2e::{DEADLINE, grpc::within};
 use quartet_proto::transform::v1::transform_service_client::TransformServiceClient;
 use quartet_runtime::{RunningServer, ServerOptions, ServingStatus};
 use tokio::{
@@ -51,6 +52,16 @@ async fn closed_by_server(stream: &mut (impl AsyncRead + Unpin), since: Instant)
     since.elapsed()
 }
 
+/// Connects to `addr`, sends `first_bytes`, and asserts the server closes the
+/// connection once the handshake timeout has passed, not before.
+async fn closed_after_the_handshake_timeout(addr: SocketAddr, first_bytes: &[u8]) {
+    let started = Instant::now();
+    let mut connection = TcpStream::connect(addr).await.unwrap();
+    connection.write_all(first_bytes).await.unwrap();
+    let open_for = closed_by_server(&mut connection, started).await;
+    assert!(open_for >= HANDSHAKE_TIMEOUT, "closed after {open_for:?}");
+}
+
 async fn health_is_serving(server: &RunningServer) {
     let mut health = HealthClient::new(channel(server).await);
     assert_eq!(
@@ -63,12 +74,7 @@ async fn health_is_serving(server: &RunningServer) {
 async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     let server = start(handshake_timeout(HANDSHAKE_TIMEOUT), Probe::default()).await;
     health_is_serving(&server).await;
-
-    let started = Instant::now();
-    let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
-    let open_for = closed_by_server(&mut silent, started).await;
-    assert!(open_for >= HANDSHAKE_TIMEOUT, "closed after {open_for:?}");
-
+    closed_after_the_handshake_timeout(server.local_addr(), b"").await;
     health_is_serving(&server).await;
     server.stop().await.unwrap();
 }
@@ -76,13 +82,7 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
 #[tokio::test]
 async fn half_a_preface_is_closed_after_the_handshake_timeout() {
     let server = start(handshake_timeout(HANDSHAKE_TIMEOUT), Probe::default()).await;
-
-    let started = Instant::now();
-    let mut slow = TcpStream::connect(server.local_addr()).await.unwrap();
-    slow.write_all(&PREFACE[..PREFACE.len() / 2]).await.unwrap();
-    let open_for = closed_by_server(&mut slow, started).await;
-    assert!(open_for >= HANDSHAKE_TIMEOUT, "closed after {open_for:?}");
-
+    closed_after_the_handshake_timeout(server.local_addr(), &PREFACE[..PREFACE.len() / 2]).await;
     health_is_serving(&server).await;
     server.stop().await.unwrap();
 }
@@ -113,11 +113,7 @@ async fn the_health_port_closes_silent_connections_too() {
     options.health_listen = Some("127.0.0.1:0".parse().unwrap());
     let server = start(options, Probe::default()).await;
     let health_addr = server.health_addr().unwrap();
-
-    let started = Instant::now();
-    let mut silent = TcpStream::connect(health_addr).await.unwrap();
-    let open_for = closed_by_server(&mut silent, started).await;
-    assert!(open_for >= HANDSHAKE_TIMEOUT, "closed after {open_for:?}");
+    closed_after_the_handshake_timeout(health_addr, b"").await;
 
     let channel = Channel::from_shared(format!("http://{health_addr}"))
         .unwrap()
@@ -214,16 +210,13 @@ async fn past_max_connections_new_ones_are_closed_at_once_and_open_ones_carry_on
 
     // The open connection's calls are untouched.
     let mut client = TransformServiceClient::new(open_channel.clone());
-    let answer = timeout(DEADLINE, client.transform(say("still served")))
-        .await
-        .unwrap()
-        .unwrap();
+    let answer = within(client.transform(say("still served"))).await.unwrap();
     assert_eq!(answer.into_inner().text, "still served");
     check(&mut HealthClient::new(open_channel), "")
         .await
         .unwrap();
     probe.release.notify_one();
-    let held = timeout(DEADLINE, held_call).await.unwrap().unwrap();
+    let held = within(held_call).await.unwrap();
     assert_eq!(held.unwrap().into_inner().text, "wait");
 
     // Once a connection goes away its slot is free again; the server learns of

@@ -16,7 +16,8 @@ use h2::{
     Reason,
     client::{ResponseFuture, SendRequest},
 };
-use probe::{DEADLINE, LogBuffer, Probe, say, start};
+use probe::{LogBuffer, Probe, say, start};
+use quartet_e2e::{DEADLINE, grpc::within};
 use quartet_proto::{
     chat::v1::{
         ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest, ListRoomsResponse,
@@ -102,9 +103,7 @@ impl RawCall {
     /// The answer's `grpc-status` and `grpc-message`, from a trailers-only
     /// response or from the trailers after the messages.
     async fn status(self) -> (String, String) {
-        tokio::time::timeout(DEADLINE, self.read_status())
-            .await
-            .expect("no status within the deadline")
+        within(self.read_status()).await
     }
 
     async fn read_status(self) -> (String, String) {
@@ -266,81 +265,82 @@ async fn leave(connection: RawConnection, mut call: RawCall, how: Leave) -> Opti
     }
 }
 
-// One thread, so the log capture sees the server's tasks too.
-#[tokio::test(flavor = "current_thread")]
-async fn a_unary_call_abandoned_before_its_message_is_cancelled() {
+/// How far a call gets before its client walks away.
+#[derive(Debug, Clone, Copy)]
+enum Progress {
+    /// Its headers are sent, and no message.
+    Headers,
+    /// Part of its one message is sent.
+    HalfAMessage,
+    /// One message is sent and its echo received (a stream).
+    FirstAnswer,
+}
+
+impl Progress {
+    /// Starts a call to `method` and brings it this far.
+    async fn reach(
+        self,
+        connection: &mut RawConnection,
+        method: &str,
+        metrics: &Metrics,
+    ) -> RawCall {
+        let mut call = connection.start(&path(method), false).await;
+        match self {
+            Self::Headers => until_in_flight(metrics, method).await,
+            Self::HalfAMessage => {
+                call.send(message_cut_short(), false);
+                until_in_flight(metrics, method).await;
+            }
+            Self::FirstAnswer => {
+                call.send(request("ping"), false);
+                let response = within(&mut call.answer).await.unwrap();
+                let echo = within(response.into_body().data()).await.unwrap().unwrap();
+                assert!(echo.ends_with(b"ping"), "{echo:?}");
+            }
+        }
+        call
+    }
+}
+
+/// Abandons a call to `method` brought to `progress`, once in every way a
+/// client can walk away, and checks each is recorded as CANCELLED and nothing
+/// as a fault. Runs on the test's one thread, so the log capture sees the
+/// server's tasks too.
+async fn abandoning_cancels(method: &str, progress: Progress) {
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
 
     for (done, how) in (1..).zip(EVERY_LEAVE) {
         let mut connection = RawConnection::open(server.local_addr()).await;
-        let call = connection.start(&path(UNARY), false).await;
-        until_in_flight(&metrics, UNARY).await;
+        let call = progress.reach(&mut connection, method, &metrics).await;
         let _open = leave(connection, call, how).await;
-        let codes = finished_calls(&metrics, UNARY, done).await;
+        let codes = finished_calls(&metrics, method, done).await;
         assert_eq!(codes.get("CANCELLED"), Some(&done), "{how:?}: {codes:?}");
     }
-    assert_recorded_as_cancelled(&metrics, &logs, UNARY, 2);
+    assert_recorded_as_cancelled(&metrics, &logs, method, 2);
     server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_unary_call_abandoned_before_its_message_is_cancelled() {
+    abandoning_cancels(UNARY, Progress::Headers).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_unary_call_abandoned_in_the_middle_of_its_message_is_cancelled() {
-    let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
-
-    for (done, how) in (1..).zip(EVERY_LEAVE) {
-        let mut connection = RawConnection::open(server.local_addr()).await;
-        let mut call = connection.start(&path(UNARY), false).await;
-        call.send(message_cut_short(), false);
-        until_in_flight(&metrics, UNARY).await;
-        let _open = leave(connection, call, how).await;
-        let codes = finished_calls(&metrics, UNARY, done).await;
-        assert_eq!(codes.get("CANCELLED"), Some(&done), "{how:?}: {codes:?}");
-    }
-    assert_recorded_as_cancelled(&metrics, &logs, UNARY, 2);
-    server.stop().await.unwrap();
+    abandoning_cancels(UNARY, Progress::HalfAMessage).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_stream_abandoned_after_its_first_answer_is_cancelled() {
-    let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
-
-    for (done, how) in (1..).zip(EVERY_LEAVE) {
-        let mut connection = RawConnection::open(server.local_addr()).await;
-        let mut call = connection.start(&path(STREAM), false).await;
-        call.send(request("ping"), false);
-        let response = tokio::time::timeout(DEADLINE, &mut call.answer)
-            .await
-            .unwrap()
-            .unwrap();
-        let mut answers = response.into_body();
-        let echo = tokio::time::timeout(DEADLINE, answers.data())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert!(echo.ends_with(b"ping"), "{echo:?}");
-        let _open = leave(connection, call, how).await;
-        let codes = finished_calls(&metrics, STREAM, done).await;
-        assert_eq!(codes.get("CANCELLED"), Some(&done), "{how:?}: {codes:?}");
-    }
-    assert_recorded_as_cancelled(&metrics, &logs, STREAM, 2);
-    server.stop().await.unwrap();
+    abandoning_cancels(STREAM, Progress::FirstAnswer).await;
 }
 
 #[tokio::test]
 async fn a_unary_call_without_a_message_is_invalid_argument() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     // END_STREAM on the headers, then on an empty DATA frame.
@@ -359,9 +359,8 @@ async fn a_unary_call_without_a_message_is_invalid_argument() {
 
 #[tokio::test]
 async fn a_truncated_message_is_invalid_argument() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     // The prefix promises more bytes than come before END_STREAM, or the stream
@@ -476,9 +475,8 @@ async fn made_up_methods_cannot_grow_the_scrape_or_the_logs() {
     const PATHS: u64 = 400;
     const PATH_LEN: usize = 8 * 1024;
     let (logs, _guard) = LogBuffer::capture("info,quartet::call=debug");
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let server = start(options, Probe::default()).await;
+    let server = start(ServerOptions::default(), Probe::default()).await;
+    let metrics = server.metrics().clone();
     let mut connection = RawConnection::open(server.local_addr()).await;
 
     let paths: Vec<String> = (0..PATHS)

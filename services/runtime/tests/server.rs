@@ -10,19 +10,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use quartet_e2e::grpc::{end, next, watch_health, within};
 use quartet_proto::transform::v1::{
     transform_service_client::TransformServiceClient, transform_service_server::SERVICE_NAME,
 };
 use quartet_runtime::ServerOptions;
-use tokio::time::timeout;
 use tonic::{Code, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
 
 mod probe;
 
-use probe::{DEADLINE, LogBuffer, Probe, channel, check, say, start};
+use probe::{LogBuffer, Probe, channel, check, echo, open_echo_stream, say, start};
 
 #[tokio::test]
 async fn health_is_serving_overall_and_per_service_and_not_found_otherwise() {
@@ -55,62 +53,47 @@ mod reflection {
     use super::*;
     use tonic_reflection::pb::{v1, v1alpha};
 
-    async fn services_v1(channel: Channel) -> BTreeSet<String> {
-        use v1::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    /// `list_services!(name, version)` defines `name`, the services a server's
+    /// reflection of `version` lists: the two versions' generated types differ
+    /// only in their module.
+    macro_rules! list_services {
+        ($name:ident, $version:ident) => {
+            async fn $name(channel: Channel) -> BTreeSet<String> {
+                use $version::{
+                    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                    server_reflection_request::MessageRequest,
+                    server_reflection_response::MessageResponse,
+                };
+                let request = ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                };
+                let mut responses = ServerReflectionClient::new(channel)
+                    .server_reflection_info(tokio_stream::once(request))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                match next(&mut responses).await.message_response {
+                    Some(MessageResponse::ListServicesResponse(list)) => list
+                        .service
+                        .into_iter()
+                        .map(|service| service.name)
+                        .collect(),
+                    other => panic!("unexpected reflection answer {other:?}"),
+                }
+            }
         };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        match responses.message().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list
-                .service
-                .into_iter()
-                .map(|service| service.name)
-                .collect(),
-            other => panic!("unexpected reflection answer {other:?}"),
-        }
     }
 
-    async fn services_v1alpha(channel: Channel) -> BTreeSet<String> {
-        use v1alpha::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut responses = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::once(request))
-            .await
-            .unwrap()
-            .into_inner();
-        match responses.message().await.unwrap().unwrap().message_response {
-            Some(MessageResponse::ListServicesResponse(list)) => list
-                .service
-                .into_iter()
-                .map(|service| service.name)
-                .collect(),
-            other => panic!("unexpected reflection answer {other:?}"),
-        }
-    }
+    list_services!(services_v1, v1);
+    list_services!(services_v1alpha, v1alpha);
 
     #[tokio::test]
     async fn both_versions_list_exactly_the_hosted_services() {
         let server = start(ServerOptions::default(), Probe::default()).await;
         let channel = channel(&server).await;
 
-        let v1 = timeout(DEADLINE, services_v1(channel.clone()))
-            .await
-            .unwrap();
+        let v1 = within(services_v1(channel.clone())).await;
         assert_eq!(
             v1,
             BTreeSet::from([
@@ -119,7 +102,7 @@ mod reflection {
                 "grpc.reflection.v1.ServerReflection".to_owned(),
             ])
         );
-        let v1alpha = timeout(DEADLINE, services_v1alpha(channel)).await.unwrap();
+        let v1alpha = within(services_v1alpha(channel)).await;
         assert!(v1alpha.contains(SERVICE_NAME), "{v1alpha:?}");
         assert!(
             v1alpha.contains("grpc.reflection.v1alpha.ServerReflection"),
@@ -142,10 +125,7 @@ async fn a_call_slower_than_the_request_timeout_gets_deadline_exceeded() {
     let mut client = TransformServiceClient::new(channel(&server).await);
 
     let started = Instant::now();
-    let status = timeout(DEADLINE, client.transform(say("hang")))
-        .await
-        .expect("the server never timed the call out")
-        .unwrap_err();
+    let status = within(client.transform(say("hang"))).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(started.elapsed() >= Duration::from_millis(200));
     server.stop().await.unwrap();
@@ -157,43 +137,21 @@ async fn shutdown_turns_health_not_serving_while_calls_are_still_served() {
     options.shutdown.shutdown_delay = Duration::from_secs(2);
     let server = start(options, Probe::default()).await;
     let channel = channel(&server).await;
-    let mut health = HealthClient::new(channel.clone());
-    let mut client = TransformServiceClient::new(channel);
+    let mut client = TransformServiceClient::new(channel.clone());
 
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = timeout(DEADLINE, watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut watch = watch_health(channel, "").await;
+    assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
 
     server.shutdown().request();
-    let next = timeout(DEADLINE, watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(next.status(), ServingStatus::NotServing);
+    assert_eq!(next(&mut watch).await.status(), ServingStatus::NotServing);
     // During the shutdown delay the server still answers, so load balancers have
     // time to stop routing to it without failing calls.
-    let answer = timeout(DEADLINE, client.transform(say("still here")))
-        .await
-        .unwrap();
+    let answer = within(client.transform(say("still here"))).await;
     assert_eq!(answer.unwrap().into_inner().text, "still here");
 
     // Draining ends the watch instead of letting it hold the server open.
-    let end = timeout(DEADLINE, watch.message())
-        .await
-        .expect("watch held the drain");
-    assert!(matches!(end, Ok(None)), "{end:?}");
-    timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+    end(&mut watch).await;
+    within(server.stopped()).await.unwrap();
 }
 
 #[tokio::test]
@@ -202,31 +160,13 @@ async fn watchers_see_not_serving_even_when_the_drain_follows_at_once() {
     // watch must still deliver NOT_SERVING before it ends.
     for _ in 0..20 {
         let server = start(ServerOptions::default(), Probe::default()).await;
-        let mut health = HealthClient::new(channel(&server).await);
-        let mut watch = health
-            .watch(HealthCheckRequest {
-                service: SERVICE_NAME.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let first = timeout(DEADLINE, watch.message()).await.unwrap().unwrap();
-        assert_eq!(first.unwrap().status(), ServingStatus::Serving);
+        let mut watch = watch_health(channel(&server).await, SERVICE_NAME).await;
+        assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
 
         server.shutdown().request();
-        let last = timeout(DEADLINE, watch.message()).await.unwrap().unwrap();
-        assert_eq!(
-            last.map(|last| last.status()),
-            Some(ServingStatus::NotServing)
-        );
-        assert!(
-            timeout(DEADLINE, watch.message())
-                .await
-                .unwrap()
-                .unwrap()
-                .is_none()
-        );
-        timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+        assert_eq!(next(&mut watch).await.status(), ServingStatus::NotServing);
+        end(&mut watch).await;
+        within(server.stopped()).await.unwrap();
     }
 }
 
@@ -245,13 +185,13 @@ async fn an_in_flight_call_finishes_during_the_drain() {
     let stopping = tokio::spawn(server.stopped());
     // Only once the server drains is the call released: a server that did not
     // wait for in-flight calls would cut it here.
-    timeout(DEADLINE, drain.draining()).await.unwrap();
+    within(drain.draining()).await;
     assert_eq!(health.get(""), Some(ServingStatus::NotServing));
 
     probe.release.notify_one();
-    let answer = timeout(DEADLINE, call).await.unwrap().unwrap().unwrap();
+    let answer = within(call).await.unwrap().unwrap();
     assert_eq!(answer.into_inner().text, "wait");
-    timeout(DEADLINE, stopping).await.unwrap().unwrap().unwrap();
+    within(stopping).await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -262,20 +202,10 @@ async fn the_drain_timeout_cuts_streams_that_ignore_the_drain() {
     let addr = server.local_addr();
     let mut client = TransformServiceClient::new(channel(&server).await);
 
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let mut echoes = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    sender.send(say("ping")).await.unwrap();
-    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+    let (_sender, _echoes) = open_echo_stream(&mut client).await;
 
     let started = Instant::now();
-    timeout(DEADLINE, server.stop())
-        .await
-        .expect("drain not bounded")
-        .unwrap();
+    within(server.stop()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
     // The listener is closed: new clients are refused, not left hanging.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -356,29 +286,12 @@ async fn connections_past_their_max_age_are_closed_so_clients_rebalance() {
     let mut client = TransformServiceClient::new(channel(&server).await);
 
     // A stream that never ends by itself is cut once its connection is too old.
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let mut echoes = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    sender.send(say("ping")).await.unwrap();
-    assert_eq!(echoes.message().await.unwrap().unwrap().text, "ping");
+    let (_sender, mut echoes) = open_echo_stream(&mut client).await;
     let started = Instant::now();
-    let end = timeout(DEADLINE, echoes.message())
-        .await
-        .expect("the old connection was never closed");
+    let end = within(echoes.message()).await;
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // A new call gets a fresh connection and is served.
-    assert_eq!(
-        client
-            .transform(say("again"))
-            .await
-            .unwrap()
-            .into_inner()
-            .text,
-        "again"
-    );
+    assert_eq!(echo(&mut client, "again").await.unwrap(), "again");
     server.stop().await.unwrap();
 }

@@ -19,6 +19,12 @@ pub enum TransformError {
         /// The server's message limit.
         limit: usize,
     },
+    /// The blocking task that transforms a long text failed (it panicked).
+    #[error("transform task failed: {0}")]
+    TaskFailed(String),
+    /// The server is draining; the stream ends and the client retries elsewhere.
+    #[error("server is shutting down; retry unanswered requests")]
+    ShuttingDown,
 }
 
 impl From<TransformError> for Status {
@@ -29,6 +35,8 @@ impl From<TransformError> for Status {
                 Status::invalid_argument(message)
             }
             TransformError::ResultTooLarge { .. } => Status::resource_exhausted(message),
+            TransformError::TaskFailed(_) => Status::internal(message),
+            TransformError::ShuttingDown => Status::unavailable(message),
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use std::pin::Pin;
 
-use futures_util::{Stream, stream};
+use futures_util::{Stream, StreamExt as _};
 use prost::Message as _;
 use quartet_proto::transform::v1::{
     self as pb, TransformRequest, TransformResponse, transform_service_server::TransformService,
 };
-use quartet_runtime::DrainSignal;
+use quartet_runtime::{DrainSignal, UntilDrained};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{error::TransformError, text::Operation};
@@ -47,63 +47,35 @@ impl TransformHandler {
             drain,
         }
     }
+}
 
-    async fn transform(&self, request: TransformRequest) -> Result<TransformResponse, Status> {
-        let operation = Operation::try_from(request.operation)?;
-        let text = request.text;
-        let text = if text.len() > INLINE_TEXT_BYTES {
-            tokio::task::spawn_blocking(move || operation.apply(&text))
-                .await
-                .map_err(|error| Status::internal(format!("transform task failed: {error}")))?
-        } else {
-            operation.apply(&text)
-        };
-        let response = TransformResponse { text };
-        let len = response.encoded_len();
-        if len > self.max_message_bytes {
-            return Err(TransformError::ResultTooLarge {
-                len,
-                limit: self.max_message_bytes,
-            }
-            .into());
-        }
-        Ok(response)
+/// Applies the request's operation; the answer must fit in `max_message_bytes`.
+async fn transform(
+    request: TransformRequest,
+    max_message_bytes: usize,
+) -> Result<TransformResponse, TransformError> {
+    let operation = Operation::try_from(request.operation)?;
+    let text = request.text;
+    let text = if text.len() > INLINE_TEXT_BYTES {
+        tokio::task::spawn_blocking(move || operation.apply(&text))
+            .await
+            .map_err(|error| TransformError::TaskFailed(error.to_string()))?
+    } else {
+        operation.apply(&text)
+    };
+    let response = TransformResponse { text };
+    let len = response.encoded_len();
+    if len > max_message_bytes {
+        return Err(TransformError::ResultTooLarge {
+            len,
+            limit: max_message_bytes,
+        });
     }
+    Ok(response)
 }
 
 /// The answers of one `TransformStream`, in request order.
 type Answers = Pin<Box<dyn Stream<Item = Result<TransformResponse, Status>> + Send>>;
-
-/// Where one `TransformStream` call stands.
-struct StreamState {
-    handler: TransformHandler,
-    requests: Streaming<TransformRequest>,
-    ended: bool,
-}
-
-impl StreamState {
-    /// The next answer, or `None` once the stream is over. Requests are answered
-    /// one at a time, so order is kept and a slow reader slows the stream
-    /// instead of growing a buffer.
-    async fn next_answer(mut self) -> Option<(Result<TransformResponse, Status>, Self)> {
-        if self.ended {
-            return None;
-        }
-        let answer = tokio::select! {
-            biased;
-            () = self.handler.drain.draining() => {
-                Err(Status::unavailable("server is shutting down; retry unanswered requests"))
-            }
-            request = self.requests.message() => match request {
-                Ok(Some(request)) => self.handler.transform(request).await,
-                Ok(None) => return None,
-                Err(status) => Err(status),
-            },
-        };
-        self.ended = answer.is_err();
-        Some((answer, self))
-    }
-}
 
 #[tonic::async_trait]
 impl TransformService for TransformHandler {
@@ -111,9 +83,8 @@ impl TransformService for TransformHandler {
         &self,
         request: Request<TransformRequest>,
     ) -> Result<Response<TransformResponse>, Status> {
-        self.transform(request.into_inner())
-            .await
-            .map(Response::new)
+        let answer = transform(request.into_inner(), self.max_message_bytes).await?;
+        Ok(Response::new(answer))
     }
 
     type TransformStreamStream = Answers;
@@ -122,14 +93,17 @@ impl TransformService for TransformHandler {
         &self,
         request: Request<Streaming<TransformRequest>>,
     ) -> Result<Response<Self::TransformStreamStream>, Status> {
-        let state = StreamState {
-            handler: self.clone(),
-            requests: request.into_inner(),
-            ended: false,
-        };
-        Ok(Response::new(Box::pin(stream::unfold(
-            state,
-            StreamState::next_answer,
+        // Requests are answered one at a time, so order is kept and a slow
+        // reader slows the stream instead of growing a buffer; a request
+        // taken before the drain is answered before the goodbye.
+        let limit = self.max_message_bytes;
+        let answers = request
+            .into_inner()
+            .map(move |request| async move { Ok(transform(request?, limit).await?) });
+        Ok(Response::new(Box::pin(UntilDrained::answering(
+            answers,
+            &self.drain,
+            || [Err(TransformError::ShuttingDown.into())],
         ))))
     }
 }

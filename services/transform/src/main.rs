@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
-use quartet_runtime::{ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
 use quartet_transform::DEFAULT_PORT;
 
 /// Serves quartet.transform.v1.TransformService with health and reflection.
@@ -25,8 +25,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(&args.telemetry, "quartet-transform", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    args.server.start_metrics(&shutdown).await?;
+    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
     let server = quartet_transform::server(args.server, shutdown)
+        .record_into(&metrics)
         .bind(args.listen)
         .await?;
     server.announce()?;

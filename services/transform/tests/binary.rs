@@ -4,18 +4,23 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quartet_e2e::{DEADLINE, ServerProcess, Signal};
+use quartet_e2e::{
+    ServerProcess, Signal, assert_usage_error, exit_of,
+    grpc::{failure, next, request_stream, watch_health},
+};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, transform_service_client::TransformServiceClient,
 };
-use tokio::{process::Command, time::timeout};
+use tokio::process::Command;
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+fn transform() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_quartet-transform"))
+}
 
 async fn start() -> ServerProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quartet-transform"));
+    let mut command = transform();
     command.args(["--listen", "127.0.0.1:0"]);
     ServerProcess::start(command, &["transform"]).await.unwrap()
 }
@@ -30,8 +35,6 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
         .await
         .unwrap();
     let mut client = TransformServiceClient::new(channel.clone());
-    let mut health = HealthClient::new(channel);
-
     let answer = client
         .transform(TransformRequest {
             operation: Operation::Upper.into(),
@@ -41,76 +44,50 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
         .unwrap();
     assert_eq!(answer.into_inner().text, "HOLA");
 
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let serving = timeout(DEADLINE, watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(serving.status(), ServingStatus::Serving);
+    let mut watch = watch_health(channel, "").await;
+    assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
 
-    let (requests, receiver) = tokio::sync::mpsc::channel(1);
+    let (sender, requests) = request_stream();
     let mut answers = client
-        .transform_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .transform_stream(requests)
         .await
         .unwrap()
         .into_inner();
-    requests
+    sender
         .send(TransformRequest {
             operation: Operation::Reverse.into(),
             text: "abc".into(),
         })
         .await
         .unwrap();
-    assert_eq!(answers.message().await.unwrap().unwrap().text, "cba");
+    assert_eq!(next(&mut answers).await.text, "cba");
 
     server.signal(Signal::SIGTERM).unwrap();
 
-    let not_serving = timeout(DEADLINE, watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(not_serving.status(), ServingStatus::NotServing);
-    let end = timeout(DEADLINE, answers.message())
-        .await
-        .expect("stream kept open");
-    assert_eq!(end.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(next(&mut watch).await.status(), ServingStatus::NotServing);
+    assert_eq!(failure(&mut answers).await.code(), Code::Unavailable);
 
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
-    drop(requests);
+    drop(sender);
 }
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_code_two() {
-    let output = Command::new(env!("CARGO_BIN_EXE_quartet-transform"))
-        .args(["--request-timeout", "soon"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--request-timeout"));
+    assert_usage_error(
+        transform().args(["--request-timeout", "soon"]),
+        "--request-timeout",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_taken_port_is_reported_and_exits_non_zero() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_quartet-transform"))
-        .args(["--listen", &addr])
-        .output()
+    let exit = exit_of(transform().args(["--listen", &addr]))
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("cannot listen on {addr}")),
-        "{stderr}"
-    );
+    assert_eq!(exit.code, Some(1));
+    let refusal = format!("cannot listen on {addr}");
+    assert!(exit.stderr.contains(&refusal), "{exit:?}");
 }

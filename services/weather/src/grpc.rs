@@ -84,7 +84,7 @@ impl WeatherHandler {
             },
         };
         let permit = self.watches.open()?;
-        let readings = watch::start(self.provider.clone(), plan, permit, self.drain.clone())?;
+        let readings = watch::start(self.provider.clone(), plan, permit, &self.drain)?;
         let metrics = plan.metrics;
         Ok(Box::pin(readings.map(move |reading| {
             reading

@@ -65,11 +65,7 @@ pub fn server_with_handler(
     handler: WeatherHandler,
 ) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
-    options.metrics.register(
-        "weather_watches",
-        "Watch streams open now",
-        handler.watches().gauge(),
-    );
+    let watches = handler.watches().gauge();
     GrpcServer::new("weather", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
         .add_service(
@@ -77,4 +73,7 @@ pub fn server_with_handler(
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         )
+        .register_metrics(move |metrics| {
+            metrics.register("weather_watches", "Watch streams open now", watches);
+        })
 }

@@ -20,11 +20,16 @@
 //! catch up with the old grid (`Skip`).
 
 use prometheus_client::metrics::gauge::Gauge;
-use std::{sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
 
 use futures_util::{Stream, StreamExt as _, stream};
 use jiff::Timestamp;
-use quartet_runtime::DrainSignal;
+use quartet_runtime::{DrainSignal, UntilDrained};
 use tokio::{
     sync::watch,
     time::{Instant, Interval, MissedTickBehavior, interval_at},
@@ -140,7 +145,7 @@ pub fn start(
     provider: Arc<dyn ReadingProvider>,
     plan: WatchPlan,
     permit: WatchPermit,
-    drain: DrainSignal,
+    drain: &DrainSignal,
 ) -> Result<impl Stream<Item = Result<Reading, WeatherError>> + Send + 'static, WeatherError> {
     let first = provider.reading(plan.station, check_supported(now())?, plan.metrics)?;
     let mut ticks = interval_at(Instant::now() + plan.interval, plan.interval);
@@ -150,23 +155,19 @@ pub fn start(
         provider,
         plan,
         ticks,
-        drain,
         _permit: permit,
-        ended: false,
     };
-    Ok(stream::iter([Ok(first)]).chain(stream::unfold(watch, Watch::next)))
+    let later = UntilDrained::new(watch, drain, || [Err(WeatherError::ShuttingDown)]);
+    Ok(stream::iter([Ok(first)]).chain(later))
 }
 
-/// The state of one open watch.
+/// One open watch: a reading at every tick.
 struct Watch {
     provider: Arc<dyn ReadingProvider>,
     plan: WatchPlan,
     ticks: Interval,
-    drain: DrainSignal,
     /// Counts this stream as open until it is dropped.
     _permit: WatchPermit,
-    /// Set after an error: the error is the stream's last item.
-    ended: bool,
 }
 
 impl Drop for Watch {
@@ -175,20 +176,16 @@ impl Drop for Watch {
     }
 }
 
-impl Watch {
-    async fn next(mut self) -> Option<(Result<Reading, WeatherError>, Self)> {
-        if self.ended {
-            return None;
-        }
-        let reading = tokio::select! {
-            // Draining wins over a due tick: the server is waiting on us.
-            biased;
-            () = self.drain.draining() => Err(WeatherError::ShuttingDown),
-            _ = self.ticks.tick() => check_supported(now())
-                .and_then(|at| self.provider.reading(self.plan.station, at, self.plan.metrics)),
-        };
-        self.ended = reading.is_err();
-        Some((reading, self))
+impl Stream for Watch {
+    type Item = Result<Reading, WeatherError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        ready!(self.ticks.poll_tick(cx));
+        let reading = check_supported(now()).and_then(|at| {
+            self.provider
+                .reading(self.plan.station, at, self.plan.metrics)
+        });
+        Poll::Ready(Some(reading))
     }
 }
 
@@ -213,7 +210,7 @@ mod tests {
             Arc::new(SimulatedProvider::new()),
             plan(interval),
             watches.open().unwrap(),
-            DrainSignal::never(),
+            &DrainSignal::never(),
         )
         .unwrap();
         let mut stream = Box::pin(stream);
@@ -238,7 +235,7 @@ mod tests {
             Arc::new(SimulatedProvider::new()),
             plan(interval),
             OpenWatches::new(1).open().unwrap(),
-            DrainSignal::never(),
+            &DrainSignal::never(),
         )
         .unwrap();
         let mut stream = Box::pin(stream);
@@ -283,7 +280,7 @@ mod tests {
             Arc::new(SimulatedProvider::new()),
             plan,
             OpenWatches::new(1).open().unwrap(),
-            DrainSignal::never(),
+            &DrainSignal::never(),
         );
         assert!(matches!(
             result.err(),

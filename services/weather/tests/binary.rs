@@ -10,9 +10,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::{get, next_reading, open_watch, read, watch};
-use quartet_e2e::{DEADLINE, ServerProcess, Signal};
+use quartet_e2e::{ServerProcess, Signal, assert_usage_error, exit_of, grpc::failure};
 use quartet_proto::weather::v1::{ReadingSource, weather_service_client::WeatherServiceClient};
-use tokio::{process::Command, time::timeout};
+use tokio::process::Command;
 use tonic::{Code, transport::Channel};
 
 fn weather() -> Command {
@@ -51,10 +51,7 @@ async fn sigterm_ends_open_watches_with_unavailable_and_exits_zero() {
 
     server.signal(Signal::SIGTERM).unwrap();
 
-    let end = timeout(DEADLINE, watch.message())
-        .await
-        .expect("watch kept open");
-    assert_eq!(end.unwrap_err().code(), Code::Unavailable);
+    assert_eq!(failure(&mut watch).await.code(), Code::Unavailable);
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }
 
@@ -78,33 +75,24 @@ async fn a_bad_observations_file_stops_the_start_naming_line_and_column() {
         "station,observed_at,min_temperature_c\nmadrid,2024-01-01T09:00:00Z,cold\n",
     )
     .unwrap();
-    let output = timeout(
-        DEADLINE,
+    let exit = exit_of(
         weather()
             .args(["--listen", "127.0.0.1:0", "--observations"])
-            .arg(&file)
-            .output(),
+            .arg(&file),
     )
     .await
-    .unwrap()
     .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(output.stdout.is_empty(), "announced despite the bad file");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(exit.code, Some(1));
+    assert!(exit.stdout.is_empty(), "announced despite the bad file");
     assert!(
-        stderr.contains("line 2, column 3 (min_temperature_c): \"cold\" is not a number"),
-        "{stderr}"
+        exit.stderr
+            .contains("line 2, column 3 (min_temperature_c): \"cold\" is not a number"),
+        "{exit:?}"
     );
 }
 
 #[tokio::test]
 async fn bad_flags_exit_with_usage_code_two() {
-    let output = weather()
-        .args(["--max-watches", "many"])
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-watches"));
+    assert_usage_error(weather().args(["--max-watches", "many"]), "--max-watches").await;
 }

@@ -9,13 +9,10 @@ mod harness;
 use std::time::Duration;
 
 use harness::{
-    ALL, DEADLINE, client, millis, next_reading, open_watch, present, serve, start, start_counting,
-    watch,
+    ALL, client, millis, next_reading, open_watch, present, start, start_counting, watch,
 };
+use quartet_e2e::grpc::{failure, within};
 use quartet_proto::weather::v1::{Metric, WatchReadingsRequest};
-use quartet_runtime::ServerOptions;
-use quartet_weather::{OpenWatches, WeatherOptions};
-use tokio::time::timeout;
 use tonic::Code;
 
 #[tokio::test]
@@ -102,9 +99,8 @@ async fn bad_watches_fail_before_any_reading() {
         ),
     ];
     for (request, code) in cases {
-        let status = timeout(DEADLINE, client.watch_readings(request.clone()))
+        let status = within(client.watch_readings(request.clone()))
             .await
-            .unwrap()
             .unwrap_err();
         assert_eq!(status.code(), code, "{request:?}: {status:?}");
     }
@@ -128,9 +124,7 @@ async fn watch_ends_on_the_server_when_the_client_goes() {
     next_reading(&mut readings).await;
     assert_eq!(watches.count(), 1);
     drop(readings);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 0))
-        .await
-        .expect("the server kept the abandoned watch");
+    within(watches.wait_for(|open| *open == 0)).await;
     server.stop().await.unwrap();
 }
 
@@ -146,17 +140,13 @@ async fn watch_ends_with_unavailable_when_the_server_drains() {
     .await;
     next_reading(&mut readings).await;
     server.shutdown().request();
-    let end = timeout(DEADLINE, readings.message())
-        .await
-        .expect("watch not told to close");
-    let status = end.unwrap_err();
+    let status = failure(&mut readings).await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(
-        status.message().contains("reconnect"),
-        "{}",
-        status.message()
+    assert_eq!(
+        status.message(),
+        "server is shutting down; reconnect to resume"
     );
-    timeout(DEADLINE, server.stopped()).await.unwrap().unwrap();
+    within(server.stopped()).await.unwrap();
     assert_eq!(watches.count(), 0);
 }
 
@@ -174,9 +164,7 @@ async fn watches_past_the_cap_are_resource_exhausted_until_one_closes() {
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     drop(first);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 1))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 1)).await;
     client
         .watch_readings(watch("lhasa", &[], hour))
         .await
@@ -186,25 +174,18 @@ async fn watches_past_the_cap_are_resource_exhausted_until_one_closes() {
 
 #[tokio::test]
 async fn open_watches_are_exported_as_a_gauge() {
-    let options = ServerOptions::default();
-    let metrics = options.metrics.clone();
-    let watches = OpenWatches::new(10);
-    let provider = WeatherOptions::default().provider().unwrap();
-    let server = serve(options, provider, watches.clone()).await;
+    let (server, watches) = start_counting(10).await;
+    let metrics = server.metrics();
     let mut client = client(&server).await;
     let stream = open_watch(&mut client, watch("madrid", &[], None)).await;
-    timeout(DEADLINE, watches.wait_for(|open| *open == 1))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 1)).await;
     assert!(
         metrics.encode().contains("quartet_weather_watches 1\n"),
         "{}",
         metrics.encode()
     );
     drop(stream);
-    timeout(DEADLINE, watches.wait_for(|open| *open == 0))
-        .await
-        .unwrap();
+    within(watches.wait_for(|open| *open == 0)).await;
     assert!(metrics.encode().contains("quartet_weather_watches 0\n"));
     server.stop().await.unwrap();
 }

@@ -10,7 +10,7 @@ use quartet_proto::database::v1::{
     UpdatePersonRequest,
 };
 
-use quartet_runtime::client::retry_read;
+use quartet_client::retry_read;
 use quartet_text::printable;
 
 use super::split_command;

@@ -23,11 +23,11 @@ use std::{
 
 use futures_util::StreamExt as _;
 use prometheus_client::metrics::gauge::Gauge;
+use quartet_client::{Connection, is_connection_failure};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
 };
-use quartet_runtime::client::{Connection, is_connection_failure};
 use tokio::{
     sync::mpsc,
     time::{Instant, Sleep, sleep_until},

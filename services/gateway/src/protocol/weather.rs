@@ -8,8 +8,8 @@ use quartet_proto::weather::v1::{
     GetReadingRequest, ListStationsRequest, Measurement, Metric, Reading,
 };
 
+use quartet_client::{Connection, retry_read};
 use quartet_proto::weather::v1::weather_service_client::WeatherServiceClient;
-use quartet_runtime::client::{Connection, retry_read};
 use quartet_text::printable;
 
 use super::split_command;

@@ -24,8 +24,6 @@ pub struct Services {
     pub database: RunningServer,
     pub weather: RunningServer,
     pub chat: RunningServer,
-    /// The transform server's metrics registry.
-    pub transform_metrics: quartet_runtime::Metrics,
     /// The chat server's backplane, to say what the service itself would refuse.
     pub chat_backplane: Arc<quartet_chat::LocalBackplane>,
     _data: tempfile::TempDir,
@@ -62,11 +60,9 @@ impl Services {
         let chat_config = quartet_chat::ChatConfig::default();
         let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
         let chat_backplane = Arc::new(quartet_chat::LocalBackplane::new(hub));
-        let transform_options = ServerOptions::default();
         Self {
-            transform_metrics: transform_options.metrics.clone(),
             transform: serve(quartet_transform::server(
-                transform_options,
+                ServerOptions::default(),
                 Shutdown::new(),
             ))
             .await,

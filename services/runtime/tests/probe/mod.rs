@@ -5,26 +5,21 @@
 use std::{
     pin::Pin,
     sync::{Arc, Mutex, OnceLock},
-    time::Duration,
 };
 
+use quartet_e2e::grpc::{next, request_stream, within};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
+    transform_service_client::TransformServiceClient,
     transform_service_server::{TransformService, TransformServiceServer},
 };
 use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
-use tokio::{
-    sync::{Notify, Semaphore},
-    time::timeout,
-};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status, Streaming, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-/// Every test finishes well within this.
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A service whose behaviour each test picks through the request text.
 #[derive(Debug, Clone)]
@@ -47,9 +42,8 @@ impl Default for Probe {
 impl Probe {
     /// Waits until `count` "wait" calls have arrived.
     pub async fn arrivals(&self, count: u32) {
-        timeout(DEADLINE, self.arrived.acquire_many(count))
+        within(self.arrived.acquire_many(count))
             .await
-            .expect("calls never arrived")
             .unwrap()
             .forget();
     }
@@ -119,18 +113,39 @@ pub fn say(text: &str) -> TransformRequest {
     }
 }
 
+/// What the probe answers `text` (itself, unless it is one of the words that
+/// steer it), or the status it refuses it with.
+pub async fn echo(
+    client: &mut TransformServiceClient<Channel>,
+    text: &str,
+) -> Result<String, Status> {
+    let answer = within(client.transform(say(text))).await?;
+    Ok(answer.into_inner().text)
+}
+
+/// A `TransformStream` call the probe has echoed "ping" on, and the sender
+/// that keeps it open: the probe never ends it by itself.
+pub async fn open_echo_stream(
+    client: &mut TransformServiceClient<Channel>,
+) -> (mpsc::Sender<TransformRequest>, Streaming<TransformResponse>) {
+    let (sender, requests) = request_stream();
+    let mut echoes = within(client.transform_stream(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    sender.send(say("ping")).await.unwrap();
+    assert_eq!(next(&mut echoes).await.text, "ping");
+    (sender, echoes)
+}
+
 pub async fn check(
     health: &mut HealthClient<Channel>,
     service: &str,
 ) -> Result<ServingStatus, Status> {
-    let response = timeout(
-        DEADLINE,
-        health.check(HealthCheckRequest {
-            service: service.into(),
-        }),
-    )
-    .await
-    .expect("health check hung")?;
+    let response = within(health.check(HealthCheckRequest {
+        service: service.into(),
+    }))
+    .await?;
     Ok(response.into_inner().status())
 }
 

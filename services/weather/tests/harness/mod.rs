@@ -4,17 +4,14 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use quartet_e2e::grpc::{next, within};
 use quartet_proto::weather::v1::{
     GetReadingRequest, Metric, Reading, WatchReadingsRequest,
     weather_service_client::WeatherServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 use quartet_weather::{OpenWatches, ReadingProvider, WeatherHandler, WeatherOptions};
-use tokio::time::timeout;
 use tonic::{Status, Streaming, transport::Channel};
-
-/// Every test finishes well within this; a hang fails instead of stalling CI.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The four metrics, in the order readings list them.
 pub(crate) const ALL: [Metric; 4] = [
@@ -94,15 +91,13 @@ pub(crate) fn get(station: &str, metrics: &[Metric], time: Option<&str>) -> GetR
     }
 }
 
-/// GetReading, which must answer within [`DEADLINE`].
+/// GetReading, which must answer within quartet-e2e's deadline.
 pub(crate) async fn read(
     client: &mut WeatherServiceClient<Channel>,
     request: GetReadingRequest,
 ) -> Result<Reading, Status> {
-    timeout(DEADLINE, client.get_reading(request))
-        .await
-        .expect("call hung")
-        .map(tonic::Response::into_inner)
+    let reading = within(client.get_reading(request)).await?;
+    Ok(reading.into_inner())
 }
 
 /// A WatchReadings request; no `interval` is the server's default.
@@ -126,13 +121,9 @@ pub(crate) async fn open_watch(
     client.watch_readings(request).await.unwrap().into_inner()
 }
 
-/// The next reading of a watch, which must come within [`DEADLINE`].
+/// The next reading of a watch, which must come within quartet-e2e's deadline.
 pub(crate) async fn next_reading(readings: &mut Streaming<Reading>) -> Reading {
-    timeout(DEADLINE, readings.message())
-        .await
-        .expect("watch stalled")
-        .unwrap()
-        .expect("watch ended")
+    next(readings).await
 }
 
 /// Which metrics a reading carries, checking each has its unit.

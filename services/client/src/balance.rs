@@ -42,7 +42,7 @@ use tonic::{Code, body::Body, transport::Channel};
 use tower_service::Service;
 use tracing::debug;
 
-use super::resolve::Resolve;
+use crate::resolve::Resolve;
 
 /// Errors a balanced channel's calls fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

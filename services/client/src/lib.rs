@@ -1,7 +1,11 @@
-//! The client side, shared by the CLI and the gateway: from an address to a
-//! channel carrying the caller's credentials (TLS, client certificate, bearer
-//! token) and trace context, spread over every endpoint of the address, and
-//! pinging idle connections so a vanished server is noticed.
+//! # quartet-client
+//!
+//! How Quartet's clients (the CLI and the gateway) reach the services: from an
+//! address to a channel carrying the caller's credentials (TLS, client
+//! certificate, bearer token) and trace context, spread over every endpoint of
+//! the address, and pinging idle connections so a vanished server is noticed.
+//! The server side is `quartet-runtime`; this crate uses only its
+//! [`telemetry`](quartet_runtime::telemetry), for the trace context it sends.
 //!
 //! # Layout
 //! - [`address`]: [`Target`], the forms of an address (`http(s)://`, a list,
@@ -9,7 +13,9 @@
 //! - [`balance`]: [`Balanced`], per-call balancing over the endpoints, with
 //!   ejection of failed ones and health checks to bring them back.
 //! - [`resolve`]: [`Resolve`], the name resolver (injectable for tests).
-//! - [`retry_read`]: one more try for a read that met an unavailable endpoint.
+//! - this file: [`Credentials`], [`Resolution`] and [`connect`]: the flags
+//!   and the channel they make; [`retry_read`]: one more try for a read that
+//!   met an unavailable endpoint.
 
 pub mod address;
 pub mod balance;
@@ -105,7 +111,7 @@ impl Interceptor for BearerToken {
                 .metadata_mut()
                 .insert("authorization", header.clone());
         }
-        crate::telemetry::propagate_current_trace(request.metadata_mut());
+        quartet_runtime::telemetry::propagate_current_trace(request.metadata_mut());
         Ok(request)
     }
 }

@@ -1,4 +1,4 @@
-//! The client side spreads calls over every endpoint of an address: a list of
+//! The client spreads calls over every endpoint of an address: a list of
 //! URLs or a `dns:///` name (with an injected resolver whose answers change),
 //! takes a dead endpoint out of rotation, brings it back when it answers
 //! again, and retries a read once elsewhere.
@@ -16,18 +16,16 @@ use std::{
     time::Duration,
 };
 
+use quartet_client::{
+    Connection, Credentials, Resolution, Resolve, connect, connect_lazy, connect_lazy_with,
+    retry_read,
+};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
     transform_service_server::{TransformService, TransformServiceServer},
 };
-use quartet_runtime::{
-    GrpcServer, RunningServer, ServerOptions, Shutdown,
-    client::{
-        Connection, Credentials, Resolution, Resolve, connect, connect_lazy, connect_lazy_with,
-        retry_read,
-    },
-};
+use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
