@@ -1,13 +1,14 @@
 //! # quartet-runtime
 //!
 //! What every Quartet server does the same way, so each service crate only
-//! implements its contract. A binary parses [`ServerOptions`] and
-//! [`TelemetryOptions`], calls [`telemetry::init`], creates a [`Shutdown`] and
-//! the process's [`Metrics`] (starting its endpoint), builds a [`GrpcServer`]
-//! that records into them, adds its services, binds and serves.
+//! implements its contract. A binary parses [`ProcessOptions`], starts its
+//! [`Process`] (telemetry, signals, the process's [`Metrics`]), builds a
+//! [`GrpcServer`] with its services, and hands it to the process to bind,
+//! announce and serve.
 //!
 //! # Layout
 //! - [`config`]: the shared flags ([`Limits`], [`ShutdownPolicy`]) with env fallbacks.
+//! - [`process`]: [`Process`], what every server binary does around its server.
 //! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
 //! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
 //!   works and reports the real port), serving and the shutdown sequence.
@@ -47,6 +48,7 @@ mod error;
 pub mod health;
 pub mod metrics;
 pub mod overload;
+pub mod process;
 mod reflection;
 pub mod reload;
 pub mod request_framing;
@@ -63,6 +65,7 @@ pub use config::{Limits, ServerOptions, ShutdownPolicy};
 pub use error::{DescriptorError, ServeError};
 pub use health::{HealthRegistry, ServingStatus};
 pub use metrics::Metrics;
+pub use process::{Process, ProcessError, ProcessOptions};
 pub use server::{BoundServer, GrpcServer, RunningServer};
 pub use shutdown::{DrainSignal, Shutdown};
 pub use stream::UntilDrained;
