@@ -4,8 +4,15 @@
 //! for it; each batch is one write transaction committed with
 //! `Durability::Immediate` (fsync before the writes in it are answered). redb
 //! is synchronous, so every call runs on tokio's blocking pool.
+//!
+//! [`RedbBackend::with_storage`] puts another disk under redb than a file: the
+//! power-loss tests (`tests/power_loss/`) give it one that forgets what was not
+//! synced.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use ::redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
@@ -41,6 +48,13 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// so trimming happens in bulk rather than on every commit.
 const TRIM_SLACK: u64 = 1024;
 
+/// The settings of every store, whatever its disk.
+fn builder() -> ::redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
 fn storage(error: impl Into<::redb::Error>) -> DatabaseError {
     let error: ::redb::Error = error.into();
     DatabaseError::Internal(format!("embedded store: {error}"))
@@ -50,8 +64,9 @@ fn storage(error: impl Into<::redb::Error>) -> DatabaseError {
 #[derive(Debug, Clone)]
 pub struct RedbBackend {
     db: Arc<Database>,
-    /// The database file, for its size.
-    path: std::path::PathBuf,
+    /// The database file, for its size; `None` on a disk given to
+    /// [`Self::with_storage`].
+    path: Option<PathBuf>,
     /// Changes kept in the log for watches from the past.
     retention: u64,
 }
@@ -64,17 +79,34 @@ impl RedbBackend {
             DatabaseError::Unavailable(format!("cannot create data dir {}: {error}", dir.display()))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|error| match error {
-                ::redb::DatabaseError::DatabaseAlreadyOpen => DatabaseError::Unavailable(format!(
-                    "{} is in use by another process",
-                    path.display()
-                )),
-                other => storage(other),
-            })?;
-        // Create the tables, so readers never find them missing.
+        let db = builder().create(&path).map_err(|error| match error {
+            ::redb::DatabaseError::DatabaseAlreadyOpen => DatabaseError::Unavailable(format!(
+                "{} is in use by another process",
+                path.display()
+            )),
+            other => storage(other),
+        })?;
+        Self::with_database(db, Some(path), retention)
+    }
+
+    /// Opens (or creates) the store on `disk` instead of a file, with the same
+    /// settings as [`Self::open`]. For tests that put a simulated disk under
+    /// redb to cut its power (`tests/power_loss/`); servers use [`Self::open`].
+    /// Such a store has no file, so it reports no size.
+    pub fn with_storage(
+        disk: impl ::redb::StorageBackend,
+        retention: u64,
+    ) -> Result<Self, DatabaseError> {
+        let db = builder().create_with_backend(disk).map_err(storage)?;
+        Self::with_database(db, None, retention)
+    }
+
+    /// Creates the tables (so readers never find them missing) and wraps `db`.
+    fn with_database(
+        db: Database,
+        path: Option<PathBuf>,
+        retention: u64,
+    ) -> Result<Self, DatabaseError> {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(PEOPLE).map_err(storage)?;
         txn.open_table(CHANGES).map_err(storage)?;
@@ -103,6 +135,8 @@ impl RedbBackend {
         retention: u64,
     ) -> Result<Vec<WriteResult>, DatabaseError> {
         let mut txn = db.begin_write().map_err(storage)?;
+        // The promise behind every answer. It is redb's default too, but stated:
+        // tests/power_loss/ fails when it is weakened to `Durability::None`.
         txn.set_durability(Durability::Immediate).map_err(storage)?;
         let results = {
             let mut people = txn.open_table(PEOPLE).map_err(storage)?;
@@ -292,11 +326,14 @@ impl StoreBackend for RedbBackend {
     }
 
     async fn size_bytes(&self) -> Result<u64, DatabaseError> {
-        std::fs::metadata(&self.path)
+        let Some(path) = &self.path else {
+            return Err(DatabaseError::Unavailable(
+                "the store is not a file; its size is not measured".into(),
+            ));
+        };
+        std::fs::metadata(path)
             .map(|metadata| metadata.len())
-            .map_err(|error| {
-                DatabaseError::Unavailable(format!("{}: {error}", self.path.display()))
-            })
+            .map_err(|error| DatabaseError::Unavailable(format!("{}: {error}", path.display())))
     }
 
     async fn revision(&self) -> Result<u64, DatabaseError> {
