@@ -55,6 +55,44 @@ fn builder() -> ::redb::Builder {
     builder
 }
 
+/// Makes a new store file whole under a temporary name, then renames it into
+/// place and syncs the directory. Power lost while the file is being made
+/// leaves a temporary file (made anew at the next start), never a half-made
+/// `people.redb` that redb would refuse to open; and once the store has
+/// answered, its file's name survives power loss too (fsync(2): syncing a
+/// file does not sync the directory entry that names it).
+fn create_whole(dir: &Path, path: &Path) -> Result<(), DatabaseError> {
+    let fresh = dir.join(format!("{FILE_NAME}.new"));
+    let failed = |what: &str, error: std::io::Error| {
+        DatabaseError::Unavailable(format!("cannot {what} {}: {error}", fresh.display()))
+    };
+    match std::fs::remove_file(&fresh) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(failed("remove the unfinished", error)),
+    }
+    let db = builder().create(&fresh).map_err(storage)?;
+    create_tables(&db)?;
+    drop(db);
+    std::fs::rename(&fresh, path).map_err(|error| failed("rename", error))?;
+    sync_dir(dir).map_err(|error| failed("sync the directory of", error))
+}
+
+/// Makes the entries of `dir` (names of files created or renamed in it)
+/// durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates the tables, so readers never find them missing.
+fn create_tables(db: &Database) -> Result<(), DatabaseError> {
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(PEOPLE).map_err(storage)?;
+    txn.open_table(CHANGES).map_err(storage)?;
+    txn.open_table(META).map_err(storage)?;
+    txn.commit().map_err(storage)
+}
+
 fn storage(error: impl Into<::redb::Error>) -> DatabaseError {
     let error: ::redb::Error = error.into();
     DatabaseError::Internal(format!("embedded store: {error}"))
@@ -75,10 +113,20 @@ impl RedbBackend {
     /// Opens (or creates) the store in `dir`, keeping the last `retention`
     /// changes for watches.
     pub fn open(dir: &Path, retention: u64) -> Result<Self, DatabaseError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            DatabaseError::Unavailable(format!("cannot create data dir {}: {error}", dir.display()))
-        })?;
+        let unavailable = |what: &str, error: std::io::Error| {
+            DatabaseError::Unavailable(format!("cannot {what} {}: {error}", dir.display()))
+        };
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|error| unavailable("create data dir", error))?;
+            // The new directory's name is an entry in its parent: synced too.
+            if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(|error| unavailable("sync the parent of", error))?;
+            }
+        }
         let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            create_whole(dir, &path)?;
+        }
         let db = builder().create(&path).map_err(|error| match error {
             ::redb::DatabaseError::DatabaseAlreadyOpen => DatabaseError::Unavailable(format!(
                 "{} is in use by another process",
@@ -107,11 +155,7 @@ impl RedbBackend {
         path: Option<PathBuf>,
         retention: u64,
     ) -> Result<Self, DatabaseError> {
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(PEOPLE).map_err(storage)?;
-        txn.open_table(CHANGES).map_err(storage)?;
-        txn.open_table(META).map_err(storage)?;
-        txn.commit().map_err(storage)?;
+        create_tables(&db)?;
         Ok(Self {
             db: Arc::new(db),
             path,
@@ -346,5 +390,26 @@ impl StoreBackend for RedbBackend {
                 .map_or(0, |value| value.value()))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FILE_NAME, RedbBackend};
+
+    #[test]
+    fn a_new_store_is_made_under_a_temporary_name_and_an_unfinished_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("fresh");
+        // What power lost mid-creation would leave: a half-made temporary file.
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join(format!("{FILE_NAME}.new")), b"half a header").unwrap();
+
+        let store = RedbBackend::open(&data, 10).unwrap();
+        drop(store);
+        assert!(data.join(FILE_NAME).exists());
+        assert!(!data.join(format!("{FILE_NAME}.new")).exists());
+        // And the finished file opens again, as it is.
+        RedbBackend::open(&data, 10).unwrap();
     }
 }
