@@ -1,19 +1,12 @@
 //! Starting a people server on either backend for a test, the calls tests make
 //! to it, and cleaning up after.
 
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout
-)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use quartet_database::StoreOptions;
+use quartet_e2e::external::TestSchema;
 use quartet_proto::database::v1::{
     CreatePersonRequest, GetPersonRequest, ListPeopleRequest, Person, PersonEvent,
     UpdatePersonRequest, WatchPeopleRequest, people_service_client::PeopleServiceClient,
@@ -29,44 +22,22 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 pub(crate) enum Backend {
     /// A fresh embedded store in a temporary directory.
     Redb(tempfile::TempDir),
-    /// A fresh schema in the test PostgreSQL.
-    Postgres {
-        url: String,
-        admin_url: String,
-        schema: String,
-    },
+    /// A fresh schema in the test PostgreSQL, dropped when the test ends
+    /// (also when it panics).
+    Postgres(TestSchema),
 }
-
-static SCHEMAS: AtomicU32 = AtomicU32::new(0);
 
 impl Backend {
     pub(crate) fn redb() -> Self {
         Self::Redb(tempfile::tempdir().unwrap())
     }
 
-    /// A fresh schema, or `None` (with a visible skip line) without PostgreSQL.
+    /// A fresh schema, or `None` after a visible skip line on stderr without
+    /// PostgreSQL (under `CI=true`, a failure instead).
     pub(crate) async fn postgres() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("QUARTET_TEST_POSTGRES_URL") else {
-            println!("SKIPPED: QUARTET_TEST_POSTGRES_URL is not set; PostgreSQL tests do not run");
-            return None;
-        };
-        let schema = format!(
-            "quartet_test_{}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_micros(),
-            SCHEMAS.fetch_add(1, Ordering::Relaxed)
-        );
-        administer(&admin_url, &format!("CREATE SCHEMA {schema}")).await;
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-        Some(Self::Postgres {
-            url,
-            admin_url,
-            schema,
-        })
+        TestSchema::create("database tests on PostgreSQL")
+            .await
+            .map(Self::Postgres)
     }
 
     pub(crate) fn options(&self, retention: u64) -> StoreOptions {
@@ -77,9 +48,9 @@ impl Backend {
                 database_url_file: None,
                 change_retention: retention,
             },
-            Self::Postgres { url, .. } => StoreOptions {
+            Self::Postgres(schema) => StoreOptions {
                 data_dir: "unused".into(),
-                database_url: Some(url.clone()),
+                database_url: Some(schema.url.clone()),
                 database_url_file: None,
                 change_retention: retention,
             },
@@ -88,22 +59,10 @@ impl Backend {
 
     /// Drops what the test created.
     pub(crate) async fn clean_up(self) {
-        if let Self::Postgres {
-            admin_url, schema, ..
-        } = self
-        {
-            administer(&admin_url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+        if let Self::Postgres(schema) = self {
+            schema.drop_schema().await.unwrap();
         }
     }
-}
-
-/// Runs `sql` on the test PostgreSQL as its administrator.
-async fn administer(admin_url: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
 }
 
 /// A running server and a client of it.
