@@ -2,12 +2,16 @@
 //! a core NATS subject per room (best effort: not stored, not part of the
 //! sequence). The same note is the value of a nick claim.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::{
     event::{LeaveReason, Presence},
@@ -60,6 +64,11 @@ impl PresenceNote {
     }
 }
 
+/// Longest a presence note waits to be flushed. While NATS is away the note
+/// stays queued in the client and goes out once NATS is back; a leave is not
+/// held for that.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Sends `note` to the other replicas on `subject`, and flushes: publishing
 /// only queues the note, and a replica shutting down must not exit with its
 /// members' MemberLeft still in the buffer.
@@ -76,8 +85,10 @@ pub(super) async fn publish(
         warn!(room = %room, %error, "cannot publish presence");
         return;
     }
-    if let Err(error) = client.flush().await {
-        warn!(room = %room, %error, "cannot flush presence");
+    match timeout(FLUSH_TIMEOUT, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(room = %room, %error, "cannot flush presence"),
+        Err(_) => debug!(room = %room, "presence queued until nats is back"),
     }
 }
 
