@@ -3,6 +3,11 @@
 //! replicas. Keys expire after [`MEMBER_TTL`] unless the owning replica's
 //! [`heartbeat`] refreshes them, so a crashed replica's nicks come free by
 //! themselves.
+//!
+//! A claim is taken through the [`Writer`]: a join refused because NATS did
+//! not answer must not take the nick later, when the main client would send
+//! the queued `create` after reconnecting. Releases and refreshes go through
+//! the main client, whose queue is what they want: done once NATS is back.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +23,7 @@ use tracing::warn;
 use super::{
     naming::{claim_key, claim_key_prefix},
     presence::PresenceNote,
+    writer::Writer,
 };
 use crate::{
     error::ChatError,
@@ -35,6 +41,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(super) struct Claims {
     store: kv::Store,
+    writer: Arc<Writer>,
 }
 
 impl Claims {
@@ -44,6 +51,7 @@ impl Claims {
     pub(super) async fn open(
         jetstream: &jetstream::Context,
         bucket: &str,
+        writer: Arc<Writer>,
     ) -> Result<Self, ChatError> {
         let context = format!("cannot open bucket {bucket}");
         let error = ChatError::backplane(&context);
@@ -68,11 +76,13 @@ impl Claims {
             .get_key_value(bucket)
             .await
             .map_err(|e| error(e.to_string()))?;
-        Ok(Self { store })
+        Ok(Self { store, writer })
     }
 
     /// Takes `nick` in `room` for the member `note` describes; NickTaken if
-    /// any replica holds it.
+    /// any replica holds it. A claim whose answer was lost (NATS went away
+    /// meanwhile) may have been taken: unrefreshed, it expires within
+    /// [`MEMBER_TTL`].
     pub(super) async fn claim(
         &self,
         room: &RoomName,
@@ -80,7 +90,16 @@ impl Claims {
         note: &PresenceNote,
     ) -> Result<(), ChatError> {
         let value = serde_json::to_vec(note).map_err(|e| ChatError::Backplane(e.to_string()))?;
-        match self.store.create(claim_key(room, nick), value.into()).await {
+        let link = self
+            .writer
+            .link()
+            .await
+            .map_err(|error| ChatError::Backplane(format!("cannot claim the nick: {error}")))?;
+        match link
+            .claims
+            .create(claim_key(room, nick), value.into())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(ChatError::NickTaken {

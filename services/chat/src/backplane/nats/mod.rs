@@ -14,16 +14,22 @@
 //! - **Presence**: MemberJoined/MemberLeft travel on a core NATS subject per
 //!   room (best effort: not stored, not part of the sequence); member lists
 //!   start from the KV bucket when a replica first opens a room.
+//! - **Outages**: the main client reconnects by itself, keeps what it was
+//!   asked to send meanwhile, and sends it once NATS is back (room readers,
+//!   releases, refreshes and notes want exactly that). Lines and claims go
+//!   through a [`Writer`] instead, whose failures are final: a line said while
+//!   NATS is away is refused at once and never stored later.
 //!
 //! Layout: `streams.rs` (lines), `presence.rs` (notes between replicas),
-//! `claims.rs` (nicks), `naming.rs` (every stream, subject and key name);
-//! this file connects, opens rooms, and implements [`Backplane`] from those
-//! pieces.
+//! `claims.rs` (nicks), `writer.rs` (the connection for writes whose failure
+//! is final), `naming.rs` (every stream, subject and key name); this file
+//! connects, opens rooms, and implements [`Backplane`] from those pieces.
 
 mod claims;
 mod naming;
 mod presence;
 mod streams;
+mod writer;
 
 use std::{
     collections::HashMap,
@@ -46,6 +52,7 @@ use crate::{
 use claims::Claims;
 use naming::Naming;
 use presence::PresenceNote;
+use writer::Writer;
 
 pub use claims::{HEARTBEAT, MEMBER_TTL};
 
@@ -70,6 +77,8 @@ pub struct NatsOptions {
 pub struct NatsBackplane {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    /// Lines and nick claims: writes whose failure is final (see `writer.rs`).
+    writer: Arc<Writer>,
     claims: Claims,
     hub: Arc<RoomHub>,
     naming: Naming,
@@ -99,11 +108,13 @@ impl NatsBackplane {
                 options.url
             )))?;
         let jetstream = jetstream::new(client.clone());
-        let claims = Claims::open(&jetstream, &naming.claims_bucket()).await?;
+        let writer = Arc::new(Writer::new(&options.url, &naming.claims_bucket()));
+        let claims = Claims::open(&jetstream, &naming.claims_bucket(), writer.clone()).await?;
         let stop = CancellationToken::new();
         let backplane = Self {
             client,
             jetstream,
+            writer,
             claims,
             hub,
             naming,
@@ -221,7 +232,7 @@ impl Backplane for NatsBackplane {
 
     async fn say(&self, room: &RoomName, nick: &Nick, text: String) -> Result<(), ChatError> {
         streams::store_line(
-            &self.jetstream,
+            &self.writer,
             self.naming.line_subject(room),
             room,
             nick,
