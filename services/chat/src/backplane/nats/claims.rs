@@ -9,7 +9,11 @@
 //! the queued `create` after reconnecting. Releases and refreshes go through
 //! the main client, whose queue is what they want: done once NATS is back.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self, kv,
@@ -21,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    naming::{claim_key, claim_key_prefix},
+    naming::{claim_key, room_hash},
     presence::PresenceNote,
     writer::Writer,
 };
@@ -137,24 +141,33 @@ impl Claims {
         self.store.delete(claim_key(room, nick)).await
     }
 
-    /// The claims held in `room`, by any replica.
-    pub(super) async fn of_room(&self, room: &RoomName) -> Result<Vec<PresenceNote>, ChatError> {
-        let error = ChatError::backplane("cannot read the room's members");
-        let notes = self.notes(&claim_key_prefix(room), error).await?;
-        Ok(notes.into_iter().map(|(_, note)| note).collect())
+    /// The claims held in each of `rooms`, by any replica, by room hash (a
+    /// room without claims is absent). The keys are listed once, and only
+    /// those of `rooms` are read.
+    pub(super) async fn of_rooms(
+        &self,
+        rooms: &[&RoomName],
+    ) -> Result<HashMap<String, Vec<PresenceNote>>, ChatError> {
+        let hashes: HashSet<String> = rooms.iter().map(|room| room_hash(room)).collect();
+        let error = ChatError::backplane("cannot read the rooms' members");
+        let mut by_room: HashMap<String, Vec<PresenceNote>> = HashMap::new();
+        for (hash, note) in self.notes(|hash| hashes.contains(hash), error).await? {
+            by_room.entry(hash).or_default().push(note);
+        }
+        Ok(by_room)
     }
 
     /// Every claim, as (room hash, note).
     pub(super) async fn all(&self) -> Result<Vec<(String, PresenceNote)>, ChatError> {
-        self.notes("", ChatError::backplane("cannot list members"))
+        self.notes(|_| true, ChatError::backplane("cannot list members"))
             .await
     }
 
-    /// The claims whose keys start with `prefix`, as (room hash, note). A
-    /// claim that expired between listing and reading is gone.
+    /// The claims of the rooms whose hash `wanted` accepts, as (room hash,
+    /// note). A claim that expired between listing and reading is gone.
     async fn notes(
         &self,
-        prefix: &str,
+        wanted: impl Fn(&str) -> bool,
         error: impl Fn(String) -> ChatError,
     ) -> Result<Vec<(String, PresenceNote)>, ChatError> {
         let mut keys = self.store.keys().await.map_err(|e| error(e.to_string()))?;
@@ -164,7 +177,7 @@ impl Claims {
             let Some((hash, _)) = key.split_once('.') else {
                 continue;
             };
-            if !key.starts_with(prefix) {
+            if !wanted(hash) {
                 continue;
             }
             let note = self

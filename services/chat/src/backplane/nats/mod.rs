@@ -13,7 +13,8 @@
 //!   [`HEARTBEAT`]), so a crashed replica's nicks come free by themselves.
 //! - **Presence**: MemberJoined/MemberLeft travel on a core NATS subject per
 //!   room (best effort: not stored, not part of the sequence); member lists
-//!   start from the KV bucket when a replica first opens a room.
+//!   start from the KV bucket when a replica first opens a room, and are
+//!   reconciled with it whenever the connection to NATS comes back.
 //! - **Outages**: the main client reconnects by itself, keeps what it was
 //!   asked to send meanwhile, and sends it once NATS is back (room readers,
 //!   releases, refreshes and notes want exactly that). Lines and claims go
@@ -38,7 +39,10 @@ use std::{
 };
 
 use async_nats::jetstream;
-use tokio::{sync::OnceCell, time::timeout};
+use tokio::{
+    sync::{OnceCell, watch},
+    time::timeout,
+};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
@@ -72,6 +76,10 @@ pub struct NatsOptions {
     pub max_text_bytes: usize,
 }
 
+/// The rooms a replica reads, each opened once (an empty cell: opening, or
+/// failed and to be tried again).
+type OpenRooms = Arc<Mutex<HashMap<RoomName, Arc<OnceCell<()>>>>>;
+
 /// Rooms shared by every replica connected to the same NATS and prefix.
 #[derive(Debug)]
 pub struct NatsBackplane {
@@ -86,7 +94,7 @@ pub struct NatsBackplane {
     /// This process's id in presence events and claims.
     replica: String,
     /// Rooms this replica reads, each opened once.
-    open: Mutex<HashMap<RoomName, Arc<OnceCell<()>>>>,
+    open: OpenRooms,
     /// Stops the room readers and the heartbeat when the backplane goes.
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -94,12 +102,23 @@ pub struct NatsBackplane {
 
 impl NatsBackplane {
     /// Connects to NATS, makes sure the members bucket exists, and starts the
-    /// heartbeat that keeps this replica's nick claims alive. The hub is a
-    /// mirror of the rooms' streams: build it with `evict_idle_rooms` off.
+    /// heartbeat that keeps this replica's nick claims alive and the task that
+    /// reconciles member lists after reconnecting. The hub is a mirror of the
+    /// rooms' streams: build it with `evict_idle_rooms` off.
     pub async fn connect(options: NatsOptions, hub: Arc<RoomHub>) -> Result<Self, ChatError> {
         let naming = Naming::new(&options.prefix)?;
+        let (connected, connects) = watch::channel(0_u64);
+        let connected = Arc::new(connected);
         let client = async_nats::ConnectOptions::new()
             .name("quartet-chat")
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    if event == async_nats::Event::Connected {
+                        connected.send_modify(|count| *count += 1);
+                    }
+                }
+            })
             .connect(options.url.as_str())
             .await
             .map_err(|error| error.to_string())
@@ -120,7 +139,7 @@ impl NatsBackplane {
             naming,
             options,
             replica: nuid::next().to_string(),
-            open: Mutex::default(),
+            open: OpenRooms::default(),
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
         };
@@ -128,6 +147,14 @@ impl NatsBackplane {
             backplane.claims.clone(),
             backplane.hub.clone(),
             backplane.replica.clone(),
+            backplane.stop.clone(),
+        ));
+        tokio::spawn(reconcile_on_reconnect(
+            connects,
+            backplane.claims.clone(),
+            backplane.hub.clone(),
+            backplane.replica.clone(),
+            backplane.open.clone(),
             backplane.stop.clone(),
         ));
         Ok(backplane)
@@ -179,11 +206,13 @@ impl NatsBackplane {
             self.replica.clone(),
             self.stop.clone(),
         ));
-        for note in self.claims.of_room(room).await? {
-            if let Some(presence) = note.into_presence(&self.replica) {
-                self.hub.apply_remote_presence(presence)?;
-            }
-        }
+        presence::reconcile(
+            &self.hub,
+            &self.claims,
+            std::slice::from_ref(room),
+            &self.replica,
+        )
+        .await?;
 
         let (applied, mut applied_rx) = tokio::sync::watch::channel(0_u64);
         tokio::spawn(streams::read_lines(
@@ -206,6 +235,38 @@ impl NatsBackplane {
         }
         debug!(room = %room, last_seq, "room open on the nats backplane");
         Ok(())
+    }
+}
+
+/// Each time the main connection comes back, reconciles the member lists of
+/// the open rooms with the nick claims: presence notes sent while this
+/// replica was cut off are lost, so a member who left meanwhile would stay
+/// listed and one who joined would be missing. The claims are read after the
+/// presence subscriptions are renewed (both on the new connection, in that
+/// order), so a note sent after the read is not missed either.
+async fn reconcile_on_reconnect(
+    mut connects: watch::Receiver<u64>,
+    claims: Claims,
+    hub: Arc<RoomHub>,
+    replica: String,
+    open: OpenRooms,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = connects.changed() => if changed.is_err() { return },
+        }
+        let rooms: Vec<RoomName> = open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, cell)| cell.initialized())
+            .map(|(room, _)| room.clone())
+            .collect();
+        if let Err(error) = presence::reconcile(&hub, &claims, &rooms, &replica).await {
+            warn!(%error, "cannot reconcile members after reconnecting");
+        }
     }
 }
 
