@@ -182,6 +182,8 @@ impl NatsBackplane {
             .copied()
     }
 
+    /// Reads `room` from now on. The readers it starts are stopped if it
+    /// fails halfway (a later join tries again from the start).
     async fn start_reading(&self, room: &RoomName) -> Result<(), ChatError> {
         let error = ChatError::backplane("cannot open the room's stream");
         let (stream, last_seq) = streams::open(
@@ -193,6 +195,8 @@ impl NatsBackplane {
             self.options.max_text_bytes,
         )
         .await?;
+        let stop = self.stop.child_token();
+        let stop_if_failed = stop.clone().drop_guard();
 
         // Presence first, then the claims already there: nothing falls between.
         let presence = self
@@ -204,7 +208,7 @@ impl NatsBackplane {
             presence,
             self.hub.clone(),
             self.replica.clone(),
-            self.stop.clone(),
+            stop.clone(),
         ));
         presence::reconcile(
             &self.hub,
@@ -222,7 +226,7 @@ impl NatsBackplane {
             self.hub.clone(),
             room.clone(),
             applied,
-            self.stop.clone(),
+            stop,
         ));
         if last_seq > 0 {
             timeout(
@@ -233,6 +237,7 @@ impl NatsBackplane {
             .map_err(|_| error("timed out reading the room's history".to_owned()))?
             .map_err(|_| error("the room reader stopped".to_owned()))?;
         }
+        stop_if_failed.disarm();
         debug!(room = %room, last_seq, "room open on the nats backplane");
         Ok(())
     }
