@@ -57,6 +57,17 @@ pub enum ChatError {
     /// The backplane (NATS) failed; the message says how.
     #[error("backplane: {0}")]
     Backplane(String),
+    /// The backplane could not store a line, and never will: it was not
+    /// said.
+    #[error("backplane: the line was not said: {0}")]
+    LineNotSaid(String),
+    /// The backplane took a line but could not confirm it in time (NATS went
+    /// away meanwhile): it may have been said, and if so the room shows it
+    /// once.
+    #[error(
+        "backplane: the line may have been said, unconfirmed ({0}); rejoin with since_seq to see"
+    )]
+    LineInDoubt(String),
 }
 
 impl ChatError {
@@ -79,9 +90,11 @@ impl From<ChatError> for Status {
             ChatError::NoSuchRoom(_) => Status::not_found(message),
             ChatError::TooManyRooms(_) => Status::resource_exhausted(message),
             ChatError::JoinTimedOut(_) => Status::deadline_exceeded(message),
-            ChatError::ShuttingDown { .. } | ChatError::RoomClosed | ChatError::Backplane(_) => {
-                Status::unavailable(message)
-            }
+            ChatError::ShuttingDown { .. }
+            | ChatError::RoomClosed
+            | ChatError::Backplane(_)
+            | ChatError::LineNotSaid(_)
+            | ChatError::LineInDoubt(_) => Status::unavailable(message),
         }
     }
 }

@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt as _, stream};
 use quartet_runtime::DrainSignal;
 use tokio::{
     sync::broadcast::{self, error::RecvError},
+    task::JoinHandle,
     time::{Instant, timeout},
 };
 use tracing::{debug, info};
@@ -31,6 +32,12 @@ use crate::{
 /// Longest a new Chat stream may take to send its Join; an idle stream must
 /// not hold a slot forever.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a member's stream waits for its leave before it ends. A leave
+/// takes milliseconds, and then the nick is free by the time the stream ends;
+/// while the backplane is away (NATS restarting) the leave finishes in the
+/// background once it is back, and the member is not held for that.
+pub const LEAVE_WAIT: Duration = Duration::from_secs(2);
 
 /// What a member's client asks for, decoded from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,31 +316,39 @@ impl<B: Backplane> Seat<B> {
         self.backplane.say(&self.room, &self.nick, text).await
     }
 
+    /// Leaves, and waits for the leave at most [`LEAVE_WAIT`] before the
+    /// stream goes on to its end.
     async fn leave(&mut self, reason: LeaveReason) {
-        if std::mem::take(&mut self.present) {
-            debug!(room = %self.room, nick = %self.nick, ?reason, "member left");
-            self.backplane.leave(&self.room, &self.nick, reason).await;
+        let Some(leaving) = self.depart(reason) else {
+            return;
+        };
+        debug!(room = %self.room, nick = %self.nick, ?reason, "member left");
+        if timeout(LEAVE_WAIT, leaving).await.is_err() {
+            debug!(room = %self.room, nick = %self.nick, "leave goes on in the background");
         }
+    }
+
+    /// Starts the backplane's leave, once, on a task of its own: a leave
+    /// that has begun finishes (the nick's claim released, the room told)
+    /// even if the stream that asked for it is dropped meanwhile, as when a
+    /// client cancels mid-leave. `None` if already gone, or with no runtime
+    /// left to run it (the process is ending).
+    fn depart(&mut self, reason: LeaveReason) -> Option<JoinHandle<()>> {
+        if !std::mem::take(&mut self.present) {
+            return None;
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let backplane = self.backplane.clone();
+        let (room, nick) = (self.room.clone(), self.nick.clone());
+        Some(runtime.spawn(async move { backplane.leave(&room, &nick, reason).await }))
     }
 }
 
 impl<B: Backplane> Drop for Seat<B> {
     fn drop(&mut self) {
-        if !std::mem::take(&mut self.present) {
-            return;
+        if self.depart(LeaveReason::Disconnected).is_some() {
+            debug!(room = %self.room, nick = %self.nick, "member disconnected");
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let backplane = self.backplane.clone();
-        let room = self.room.clone();
-        let nick = self.nick.clone();
-        debug!(room = %room, nick = %nick, "member disconnected");
-        runtime.spawn(async move {
-            backplane
-                .leave(&room, &nick, LeaveReason::Disconnected)
-                .await;
-        });
     }
 }
 

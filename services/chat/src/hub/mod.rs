@@ -15,7 +15,7 @@
 mod room;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
 };
 
@@ -227,6 +227,28 @@ impl RoomHub {
         })
     }
 
+    /// Starts a reconciliation of the room's members from other replicas
+    /// (the NATS backplane reads the nick claims after reconnecting, when
+    /// presence notes may have been missed): from now on the room notes
+    /// which nicks a presence note changes. Finish with
+    /// [`Self::sync_remote_members`].
+    pub fn begin_remote_sync(&self, room: &RoomName) -> Result<(), ChatError> {
+        self.with_room(room, RoomState::begin_remote_sync)
+    }
+
+    /// Makes the room's members from other replicas those in `remote` (read
+    /// after [`Self::begin_remote_sync`]), and tells the local members of
+    /// each change. A nick a note changed since the read began keeps what
+    /// the note said, which is newer; local members are never changed from
+    /// outside. `None` (the read failed) changes nothing.
+    pub fn sync_remote_members(
+        &self,
+        room: &RoomName,
+        remote: Option<&BTreeSet<Nick>>,
+    ) -> Result<(), ChatError> {
+        self.with_room(room, |state| state.sync_remote_members(room, remote))
+    }
+
     /// Every local member of every room (the NATS backplane keeps their
     /// claims alive).
     pub fn local_members(&self) -> Vec<(RoomName, Nick)> {
@@ -349,6 +371,47 @@ mod tests {
         assert!(hub.join(&room("other"), &nick("ana"), None).is_ok());
         hub.leave(&lobby, &nick("ana"), LeaveReason::Bye);
         assert!(hub.join(&lobby, &nick("ana"), None).is_ok());
+    }
+
+    #[test]
+    fn syncing_remote_members_tells_locals_each_change_but_keeps_newer_news() {
+        let hub = hub(5);
+        let lobby = room("lobby");
+        let mut ana = hub.join(&lobby, &nick("ana"), None).unwrap();
+        for remote in ["bo", "cy"] {
+            hub.apply_remote_presence(crate::event::Presence {
+                room: lobby.clone(),
+                nick: nick(remote),
+                left: None,
+                time: std::time::SystemTime::now(),
+            })
+            .unwrap();
+        }
+        // The claims say: cy stayed, di came, bo went, and ed is there; ana
+        // is local, so a claims list without her changes nothing about her.
+        // ed left while they were read: the claims are older than that.
+        hub.begin_remote_sync(&lobby).unwrap();
+        hub.apply_remote_presence(crate::event::Presence {
+            room: lobby.clone(),
+            nick: nick("ed"),
+            left: Some(crate::event::LeaveReason::Bye),
+            time: std::time::SystemTime::now(),
+        })
+        .unwrap();
+        let remote = [nick("cy"), nick("di"), nick("ed")].into_iter().collect();
+        hub.sync_remote_members(&lobby, Some(&remote)).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = ana.feed.try_recv() {
+            if let RoomEvent::Presence(p) = event {
+                seen.push(format!("{} {:?}", p.nick, p.left));
+            }
+        }
+        assert_eq!(
+            seen,
+            ["bo None", "cy None", "bo Some(Disconnected)", "di None"]
+        );
+        let members = &hub.rooms()[0].members;
+        assert_eq!(*members, [nick("ana"), nick("cy"), nick("di")]);
     }
 
     #[test]

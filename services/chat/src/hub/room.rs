@@ -4,7 +4,7 @@
 //! reads one order.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::SystemTime,
 };
@@ -51,6 +51,10 @@ pub(super) struct RoomState {
     /// When a member last joined, said something or left: what eviction
     /// goes by.
     pub(super) last_active: Option<Instant>,
+    /// While the members from other replicas are being read from elsewhere
+    /// (the nick claims), the nicks a presence note changed meanwhile: the
+    /// note is newer than what the read may return for them.
+    noted_while_syncing: Option<BTreeSet<Nick>>,
 }
 
 impl RoomState {
@@ -64,6 +68,7 @@ impl RoomState {
             feed,
             removed: false,
             last_active: None,
+            noted_while_syncing: None,
         }
     }
 
@@ -139,6 +144,9 @@ impl RoomState {
     /// Takes in a member of another replica joining or leaving, and tells the
     /// local members. Local members are never changed from outside.
     pub(super) fn apply_remote_presence(&mut self, presence: Presence) {
+        if let Some(noted) = &mut self.noted_while_syncing {
+            noted.insert(presence.nick.clone());
+        }
         let current = self.members.get(&presence.nick).copied();
         let changed = match (presence.left, current) {
             // Local members are only changed by their own sessions; a leave
@@ -155,6 +163,46 @@ impl RoomState {
         };
         if changed {
             let _ = self.feed.send(RoomEvent::Presence(Arc::new(presence)));
+        }
+    }
+
+    /// Starts noting which remote members presence notes change, for
+    /// [`Self::sync_remote_members`].
+    pub(super) fn begin_remote_sync(&mut self) {
+        self.noted_while_syncing = Some(BTreeSet::new());
+    }
+
+    /// Makes the members from other replicas those in `remote`, read after
+    /// [`Self::begin_remote_sync`], and tells the local members of each
+    /// change (a member no longer there left as DISCONNECTED). A nick that a
+    /// note changed since the read began keeps what the note said; local
+    /// members are never changed from outside. `None` (the read failed)
+    /// only stops the noting.
+    pub(super) fn sync_remote_members(&mut self, room: &RoomName, remote: Option<&BTreeSet<Nick>>) {
+        let noted = self.noted_while_syncing.take().unwrap_or_default();
+        let Some(remote) = remote else {
+            return;
+        };
+        let time = SystemTime::now();
+        let gone: Vec<Nick> = self
+            .members
+            .iter()
+            .filter(|(nick, origin)| **origin == Origin::Remote && !remote.contains(*nick))
+            .map(|(nick, _)| nick.clone())
+            .collect();
+        let left = Some(LeaveReason::Disconnected);
+        let changes = gone
+            .into_iter()
+            .map(|nick| (nick, left))
+            .chain(remote.iter().map(|nick| (nick.clone(), None)))
+            .filter(|(nick, _)| !noted.contains(nick));
+        for (nick, left) in changes {
+            self.apply_remote_presence(Presence {
+                room: room.clone(),
+                nick,
+                left,
+                time,
+            });
         }
     }
 

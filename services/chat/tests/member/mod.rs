@@ -274,6 +274,12 @@ impl Member {
         self.sender = None;
     }
 
+    /// The member's outbox and its stream, for a test that reads the stream
+    /// on a task of its own.
+    pub fn into_parts(self) -> (Option<mpsc::Sender<ClientEvent>>, Streaming<ServerEvent>) {
+        (self.sender, self.events)
+    }
+
     /// The next event; panics on the end of the stream.
     pub async fn next(&mut self) -> Event {
         let message = timeout(DEADLINE, self.events.message())

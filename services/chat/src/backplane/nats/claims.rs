@@ -3,8 +3,17 @@
 //! replicas. Keys expire after [`MEMBER_TTL`] unless the owning replica's
 //! [`heartbeat`] refreshes them, so a crashed replica's nicks come free by
 //! themselves.
+//!
+//! A claim is taken through the [`Writer`]: a join refused because NATS did
+//! not answer must not take the nick later, when the main client would send
+//! the queued `create` after reconnecting. Releases and refreshes go through
+//! the main client, whose queue is what they want: done once NATS is back.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self, kv,
@@ -16,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{
-    naming::{claim_key, claim_key_prefix},
+    naming::{claim_key, room_hash},
     presence::PresenceNote,
+    writer::Writer,
 };
 use crate::{
     error::ChatError,
@@ -35,6 +45,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(super) struct Claims {
     store: kv::Store,
+    writer: Arc<Writer>,
 }
 
 impl Claims {
@@ -44,6 +55,7 @@ impl Claims {
     pub(super) async fn open(
         jetstream: &jetstream::Context,
         bucket: &str,
+        writer: Arc<Writer>,
     ) -> Result<Self, ChatError> {
         let context = format!("cannot open bucket {bucket}");
         let error = ChatError::backplane(&context);
@@ -68,11 +80,13 @@ impl Claims {
             .get_key_value(bucket)
             .await
             .map_err(|e| error(e.to_string()))?;
-        Ok(Self { store })
+        Ok(Self { store, writer })
     }
 
     /// Takes `nick` in `room` for the member `note` describes; NickTaken if
-    /// any replica holds it.
+    /// any replica holds it. A claim whose answer was lost (NATS went away
+    /// meanwhile) may have been taken: unrefreshed, it expires within
+    /// [`MEMBER_TTL`].
     pub(super) async fn claim(
         &self,
         room: &RoomName,
@@ -80,7 +94,16 @@ impl Claims {
         note: &PresenceNote,
     ) -> Result<(), ChatError> {
         let value = serde_json::to_vec(note).map_err(|e| ChatError::Backplane(e.to_string()))?;
-        match self.store.create(claim_key(room, nick), value.into()).await {
+        let link = self
+            .writer
+            .link()
+            .await
+            .map_err(|error| ChatError::Backplane(format!("cannot claim the nick: {error}")))?;
+        match link
+            .claims
+            .create(claim_key(room, nick), value.into())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Err(ChatError::NickTaken {
@@ -118,24 +141,33 @@ impl Claims {
         self.store.delete(claim_key(room, nick)).await
     }
 
-    /// The claims held in `room`, by any replica.
-    pub(super) async fn of_room(&self, room: &RoomName) -> Result<Vec<PresenceNote>, ChatError> {
-        let error = ChatError::backplane("cannot read the room's members");
-        let notes = self.notes(&claim_key_prefix(room), error).await?;
-        Ok(notes.into_iter().map(|(_, note)| note).collect())
+    /// The claims held in each of `rooms`, by any replica, by room hash (a
+    /// room without claims is absent). The keys are listed once, and only
+    /// those of `rooms` are read.
+    pub(super) async fn of_rooms(
+        &self,
+        rooms: &[&RoomName],
+    ) -> Result<HashMap<String, Vec<PresenceNote>>, ChatError> {
+        let hashes: HashSet<String> = rooms.iter().map(|room| room_hash(room)).collect();
+        let error = ChatError::backplane("cannot read the rooms' members");
+        let mut by_room: HashMap<String, Vec<PresenceNote>> = HashMap::new();
+        for (hash, note) in self.notes(|hash| hashes.contains(hash), error).await? {
+            by_room.entry(hash).or_default().push(note);
+        }
+        Ok(by_room)
     }
 
     /// Every claim, as (room hash, note).
     pub(super) async fn all(&self) -> Result<Vec<(String, PresenceNote)>, ChatError> {
-        self.notes("", ChatError::backplane("cannot list members"))
+        self.notes(|_| true, ChatError::backplane("cannot list members"))
             .await
     }
 
-    /// The claims whose keys start with `prefix`, as (room hash, note). A
-    /// claim that expired between listing and reading is gone.
+    /// The claims of the rooms whose hash `wanted` accepts, as (room hash,
+    /// note). A claim that expired between listing and reading is gone.
     async fn notes(
         &self,
-        prefix: &str,
+        wanted: impl Fn(&str) -> bool,
         error: impl Fn(String) -> ChatError,
     ) -> Result<Vec<(String, PresenceNote)>, ChatError> {
         let mut keys = self.store.keys().await.map_err(|e| error(e.to_string()))?;
@@ -145,7 +177,7 @@ impl Claims {
             let Some((hash, _)) = key.split_once('.') else {
                 continue;
             };
-            if !key.starts_with(prefix) {
+            if !wanted(hash) {
                 continue;
             }
             let note = self

@@ -13,17 +13,24 @@
 //!   [`HEARTBEAT`]), so a crashed replica's nicks come free by themselves.
 //! - **Presence**: MemberJoined/MemberLeft travel on a core NATS subject per
 //!   room (best effort: not stored, not part of the sequence); member lists
-//!   start from the KV bucket when a replica first opens a room.
+//!   start from the KV bucket when a replica first opens a room, and are
+//!   reconciled with it whenever the connection to NATS comes back.
+//! - **Outages**: the main client reconnects by itself, keeps what it was
+//!   asked to send meanwhile, and sends it once NATS is back (room readers,
+//!   releases, refreshes and notes want exactly that). Lines and claims go
+//!   through a [`Writer`] instead, whose failures are final: a line said while
+//!   NATS is away is refused at once and never stored later.
 //!
 //! Layout: `streams.rs` (lines), `presence.rs` (notes between replicas),
-//! `claims.rs` (nicks), `naming.rs` (every stream, subject and key name);
-//! this file connects, opens rooms, and implements [`Backplane`] from those
-//! pieces.
+//! `claims.rs` (nicks), `writer.rs` (the connection for writes whose failure
+//! is final), `naming.rs` (every stream, subject and key name); this file
+//! connects, opens rooms, and implements [`Backplane`] from those pieces.
 
 mod claims;
 mod naming;
 mod presence;
 mod streams;
+mod writer;
 
 use std::{
     collections::HashMap,
@@ -32,7 +39,10 @@ use std::{
 };
 
 use async_nats::jetstream;
-use tokio::{sync::OnceCell, time::timeout};
+use tokio::{
+    sync::{OnceCell, watch},
+    time::timeout,
+};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
@@ -46,6 +56,7 @@ use crate::{
 use claims::Claims;
 use naming::Naming;
 use presence::PresenceNote;
+use writer::Writer;
 
 pub use claims::{HEARTBEAT, MEMBER_TTL};
 
@@ -65,11 +76,17 @@ pub struct NatsOptions {
     pub max_text_bytes: usize,
 }
 
+/// The rooms a replica reads, each opened once (an empty cell: opening, or
+/// failed and to be tried again).
+type OpenRooms = Arc<Mutex<HashMap<RoomName, Arc<OnceCell<()>>>>>;
+
 /// Rooms shared by every replica connected to the same NATS and prefix.
 #[derive(Debug)]
 pub struct NatsBackplane {
     client: async_nats::Client,
     jetstream: jetstream::Context,
+    /// Lines and nick claims: writes whose failure is final (see `writer.rs`).
+    writer: Arc<Writer>,
     claims: Claims,
     hub: Arc<RoomHub>,
     naming: Naming,
@@ -77,7 +94,7 @@ pub struct NatsBackplane {
     /// This process's id in presence events and claims.
     replica: String,
     /// Rooms this replica reads, each opened once.
-    open: Mutex<HashMap<RoomName, Arc<OnceCell<()>>>>,
+    open: OpenRooms,
     /// Stops the room readers and the heartbeat when the backplane goes.
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -85,12 +102,23 @@ pub struct NatsBackplane {
 
 impl NatsBackplane {
     /// Connects to NATS, makes sure the members bucket exists, and starts the
-    /// heartbeat that keeps this replica's nick claims alive. The hub is a
-    /// mirror of the rooms' streams: build it with `evict_idle_rooms` off.
+    /// heartbeat that keeps this replica's nick claims alive and the task that
+    /// reconciles member lists after reconnecting. The hub is a mirror of the
+    /// rooms' streams: build it with `evict_idle_rooms` off.
     pub async fn connect(options: NatsOptions, hub: Arc<RoomHub>) -> Result<Self, ChatError> {
         let naming = Naming::new(&options.prefix)?;
+        let (connected, connects) = watch::channel(0_u64);
+        let connected = Arc::new(connected);
         let client = async_nats::ConnectOptions::new()
             .name("quartet-chat")
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    if event == async_nats::Event::Connected {
+                        connected.send_modify(|count| *count += 1);
+                    }
+                }
+            })
             .connect(options.url.as_str())
             .await
             .map_err(|error| error.to_string())
@@ -99,17 +127,19 @@ impl NatsBackplane {
                 options.url
             )))?;
         let jetstream = jetstream::new(client.clone());
-        let claims = Claims::open(&jetstream, &naming.claims_bucket()).await?;
+        let writer = Arc::new(Writer::new(&options.url, &naming.claims_bucket()));
+        let claims = Claims::open(&jetstream, &naming.claims_bucket(), writer.clone()).await?;
         let stop = CancellationToken::new();
         let backplane = Self {
             client,
             jetstream,
+            writer,
             claims,
             hub,
             naming,
             options,
             replica: nuid::next().to_string(),
-            open: Mutex::default(),
+            open: OpenRooms::default(),
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
         };
@@ -117,6 +147,14 @@ impl NatsBackplane {
             backplane.claims.clone(),
             backplane.hub.clone(),
             backplane.replica.clone(),
+            backplane.stop.clone(),
+        ));
+        tokio::spawn(reconcile_on_reconnect(
+            connects,
+            backplane.claims.clone(),
+            backplane.hub.clone(),
+            backplane.replica.clone(),
+            backplane.open.clone(),
             backplane.stop.clone(),
         ));
         Ok(backplane)
@@ -144,6 +182,8 @@ impl NatsBackplane {
             .copied()
     }
 
+    /// Reads `room` from now on. The readers it starts are stopped if it
+    /// fails halfway (a later join tries again from the start).
     async fn start_reading(&self, room: &RoomName) -> Result<(), ChatError> {
         let error = ChatError::backplane("cannot open the room's stream");
         let (stream, last_seq) = streams::open(
@@ -155,6 +195,8 @@ impl NatsBackplane {
             self.options.max_text_bytes,
         )
         .await?;
+        let stop = self.stop.child_token();
+        let stop_if_failed = stop.clone().drop_guard();
 
         // Presence first, then the claims already there: nothing falls between.
         let presence = self
@@ -166,13 +208,15 @@ impl NatsBackplane {
             presence,
             self.hub.clone(),
             self.replica.clone(),
-            self.stop.clone(),
+            stop.clone(),
         ));
-        for note in self.claims.of_room(room).await? {
-            if let Some(presence) = note.into_presence(&self.replica) {
-                self.hub.apply_remote_presence(presence)?;
-            }
-        }
+        presence::reconcile(
+            &self.hub,
+            &self.claims,
+            std::slice::from_ref(room),
+            &self.replica,
+        )
+        .await?;
 
         let (applied, mut applied_rx) = tokio::sync::watch::channel(0_u64);
         tokio::spawn(streams::read_lines(
@@ -182,7 +226,7 @@ impl NatsBackplane {
             self.hub.clone(),
             room.clone(),
             applied,
-            self.stop.clone(),
+            stop,
         ));
         if last_seq > 0 {
             timeout(
@@ -193,8 +237,41 @@ impl NatsBackplane {
             .map_err(|_| error("timed out reading the room's history".to_owned()))?
             .map_err(|_| error("the room reader stopped".to_owned()))?;
         }
+        stop_if_failed.disarm();
         debug!(room = %room, last_seq, "room open on the nats backplane");
         Ok(())
+    }
+}
+
+/// Each time the main connection comes back, reconciles the member lists of
+/// the open rooms with the nick claims: presence notes sent while this
+/// replica was cut off are lost, so a member who left meanwhile would stay
+/// listed and one who joined would be missing. The claims are read after the
+/// presence subscriptions are renewed (both on the new connection, in that
+/// order), so a note sent after the read is not missed either.
+async fn reconcile_on_reconnect(
+    mut connects: watch::Receiver<u64>,
+    claims: Claims,
+    hub: Arc<RoomHub>,
+    replica: String,
+    open: OpenRooms,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = connects.changed() => if changed.is_err() { return },
+        }
+        let rooms: Vec<RoomName> = open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, cell)| cell.initialized())
+            .map(|(room, _)| room.clone())
+            .collect();
+        if let Err(error) = presence::reconcile(&hub, &claims, &rooms, &replica).await {
+            warn!(%error, "cannot reconcile members after reconnecting");
+        }
     }
 }
 
@@ -221,7 +298,7 @@ impl Backplane for NatsBackplane {
 
     async fn say(&self, room: &RoomName, nick: &Nick, text: String) -> Result<(), ChatError> {
         streams::store_line(
-            &self.jetstream,
+            &self.writer,
             self.naming.line_subject(room),
             room,
             nick,

@@ -76,7 +76,7 @@ pub(super) fn claim_key_prefix(room: &RoomName) -> String {
 }
 
 /// The first 128 bits of SHA-256 of the room's name, hex.
-fn room_hash(room: &RoomName) -> String {
+pub(super) fn room_hash(room: &RoomName) -> String {
     let digest = Sha256::digest(room.as_str().as_bytes());
     hex(&digest[..16])
 }

@@ -13,12 +13,14 @@ use async_nats::jetstream::{
     consumer::{DeliverPolicy, push},
     stream::{self, DiscardPolicy, StorageType},
 };
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::writer::{WriteError, Writer};
 use crate::{
     error::ChatError,
     event::ChatLine,
@@ -94,10 +96,24 @@ pub(super) async fn exists(
     }
 }
 
+/// Longest a Say waits for JetStream to confirm its line, retries of a
+/// line whose answer was lost included; then its sayer is told the line may
+/// or may not have been said.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between attempts to learn the fate of a line whose answer was lost.
+const STORE_RETRY: Duration = Duration::from_millis(250);
+
 /// Stores a line `nick` said in `room` on the room's `subject`; JetStream
 /// gives it its sequence number.
+///
+/// `Ok` means stored, once. [`ChatError::LineNotSaid`] means it was not
+/// stored and never will be. A line whose publication was lost on the way
+/// (NATS went away before answering) is published again, under the same
+/// message id, until JetStream answers or [`STORE_TIMEOUT`] passes
+/// ([`ChatError::LineInDoubt`]): JetStream keeps one copy per id, so the
+/// retries cannot store it twice.
 pub(super) async fn store_line(
-    jetstream: &jetstream::Context,
+    writer: &Writer,
     subject: String,
     room: &RoomName,
     nick: &Nick,
@@ -110,15 +126,34 @@ pub(super) async fn store_line(
         text,
         time: SystemTime::now(),
     };
-    let payload = serde_json::to_vec(&stored).map_err(|e| ChatError::Backplane(e.to_string()))?;
-    let error = ChatError::backplane("cannot store the line");
-    jetstream
-        .publish(subject, payload.into())
-        .await
-        .map_err(|e| error(e.to_string()))?
-        .await
-        .map_err(|e| error(e.to_string()))?;
-    Ok(())
+    let payload: Bytes = serde_json::to_vec(&stored)
+        .map_err(|e| ChatError::LineNotSaid(e.to_string()))?
+        .into();
+    let deadline = Instant::now() + STORE_TIMEOUT;
+    let mut doubt = None;
+    loop {
+        match writer
+            .publish(subject.clone(), &stored.id, payload.clone())
+            .await
+        {
+            Ok(()) => return Ok(()),
+            // A refusal settles a line only if no earlier attempt may have
+            // stored it.
+            Err(WriteError::Refused(why)) if doubt.is_none() => {
+                return Err(ChatError::LineNotSaid(why));
+            }
+            Err(WriteError::Refused(_)) => {}
+            Err(WriteError::InDoubt(why)) => {
+                warn!(room = %room, id = %stored.id, %why, "line unconfirmed; publishing it again");
+                doubt = Some(why);
+            }
+        }
+        if Instant::now() + STORE_RETRY >= deadline {
+            let why = doubt.unwrap_or_default();
+            return Err(ChatError::LineInDoubt(why));
+        }
+        tokio::time::sleep(STORE_RETRY).await;
+    }
 }
 
 /// The rooms whose streams are named `{prefix}{hash}`, by hash, with their
