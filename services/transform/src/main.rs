@@ -17,5 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let Args { process: options } = Args::parse();
     let process = Process::start("quartet-transform", &options).await?;
     let server = quartet_transform::server(options.server.clone(), process.shutdown());
-    Ok(process.serve(server, options.listen_or(DEFAULT_PORT)).await?)
+    Ok(process
+        .serve(server, options.listen_or(DEFAULT_PORT))
+        .await?)
 }
