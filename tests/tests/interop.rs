@@ -9,7 +9,7 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{io::Write as _, path::Path, process::Stdio, time::Duration};
 
 use quartet_runtime::{ServerOptions, Shutdown};
 use tokio::{process::Command, time::timeout};
@@ -36,7 +36,9 @@ async fn a_reflection_only_grpcio_client_checks_health_and_calls_transform() {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI must run the interop test: pip install -r tests/interop/requirements.txt"
         );
-        println!(
+        // On stderr: the test harness hides a passing test's stdout.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED interop test: python3 with grpcio not found (pip install -r tests/interop/requirements.txt)"
         );
         return;

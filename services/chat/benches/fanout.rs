@@ -388,6 +388,6 @@ async fn main() {
             a.stop().await.unwrap();
             b.stop().await.unwrap();
         }
-        None => println!("nats  SKIPPED: give --nats-url or QUARTET_TEST_NATS_URL"),
+        None => eprintln!("nats  SKIPPED: give --nats-url or QUARTET_TEST_NATS_URL"),
     }
 }
