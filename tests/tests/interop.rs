@@ -12,6 +12,7 @@
 use std::{io::Write as _, path::Path, process::Stdio, time::Duration};
 
 use quartet_runtime::{ServerOptions, Shutdown};
+use quartet_transform::TransformHandler;
 use tokio::{process::Command, time::timeout};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -43,11 +44,10 @@ async fn a_reflection_only_grpcio_client_checks_health_and_calls_transform() {
         );
         return;
     }
-    let server = quartet_transform::server(ServerOptions::default(), Shutdown::new())
-        .bind("127.0.0.1:0".parse().unwrap())
+    let handler = TransformHandler::default();
+    let server = quartet_transform::server(ServerOptions::default(), Shutdown::new(), handler)
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .spawn()
         .unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/reflection_client.py");

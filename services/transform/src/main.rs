@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use quartet_runtime::{Process, ProcessOptions};
-use quartet_transform::DEFAULT_PORT;
+use quartet_transform::{DEFAULT_PORT, TransformOptions};
 
 /// Serves quartet.transform.v1.TransformService with health and reflection.
 #[derive(Debug, Parser)]
@@ -10,14 +10,17 @@ use quartet_transform::DEFAULT_PORT;
 struct Args {
     #[command(flatten)]
     process: ProcessOptions,
+    #[command(flatten)]
+    transform: TransformOptions,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Args { process: options } = Args::parse();
-    let process = Process::start("quartet-transform", &options).await?;
-    let server = quartet_transform::server(options.server.clone(), process.shutdown());
-    Ok(process
-        .serve(server, options.listen_or(DEFAULT_PORT))
+    let Args { process, transform } = Args::parse();
+    let running = Process::start("quartet-transform", &process).await?;
+    let handler = quartet_transform::handler(&transform).await?;
+    let server = quartet_transform::server(process.server.clone(), running.shutdown(), handler);
+    Ok(running
+        .serve(server, process.listen_or(DEFAULT_PORT))
         .await?)
 }

@@ -10,14 +10,13 @@ use quartet_proto::transform::v1::{
     transform_service_client::TransformServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
+use quartet_transform::TransformHandler;
 use tonic::{Code, transport::Channel};
 
 async fn start(options: ServerOptions) -> RunningServer {
-    quartet_transform::server(options, Shutdown::new())
-        .bind("127.0.0.1:0".parse().unwrap())
+    quartet_transform::server(options, Shutdown::new(), TransformHandler::default())
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .spawn()
         .unwrap()
 }
 

@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 
 use std::time::Duration;
 
-use quartet_chat::{BackplaneOptions, ChatConfig};
+use quartet_chat::{BackplaneOptions, ChatConfig, ChatOptions};
 use quartet_proto::chat::v1::{
     ChatMessage, ClientEvent, GetHistoryRequest, GetHistoryResponse, Join, Joined, Leave,
     LeaveReason, ListRoomsRequest, Notice, Room, Say, ServerEvent,
@@ -62,13 +62,14 @@ async fn serve(
     config: ChatConfig,
     backplane: &BackplaneOptions,
 ) -> RunningServer {
-    quartet_chat::server_with_backplane(options, Shutdown::new(), config, backplane)
+    let chat = ChatOptions {
+        backplane: backplane.clone(),
+        config,
+    };
+    let handler = quartet_chat::handler(&chat).await.unwrap();
+    quartet_chat::server(options, Shutdown::new(), handler)
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
         .unwrap()
 }
 

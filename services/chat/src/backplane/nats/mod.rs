@@ -356,4 +356,8 @@ impl Backplane for NatsBackplane {
         }
         self.hub.history(room, since, limit)
     }
+
+    fn hub(&self) -> &Arc<RoomHub> {
+        &self.hub
+    }
 }

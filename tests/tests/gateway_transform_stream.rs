@@ -5,7 +5,7 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
 use std::{
     fmt::Write as _,
@@ -18,7 +18,7 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt as _};
-use harness::{LineClient, Services, gateway, gateway_with_metrics, until_sample};
+use gateway_harness::{LineClient, Services, gateway, gateway_with_metrics, start, until_sample};
 use quartet_gateway::{GatewayOptions, Protocol, UpstreamOptions};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
@@ -34,8 +34,7 @@ const UNARY_CALLS: &str = r#"grpc_server_handled_total{grpc_service="quartet.tra
 
 #[tokio::test]
 async fn a_connection_carries_all_its_lines_on_one_stream() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
     let pasted = (0..500).fold(String::new(), |mut lines, i| {
@@ -55,9 +54,9 @@ async fn a_connection_carries_all_its_lines_on_one_stream() {
     assert_eq!(user.ask("QUIT").await, "OK bye");
 
     // The stream ends with the connection: one call, no unary ones.
-    until_sample(services.transform.metrics(), STREAM_CALLS, 1.0).await;
+    until_sample(services.metrics(), STREAM_CALLS, 1.0).await;
     assert!(
-        !services.transform.metrics().encode().contains(UNARY_CALLS),
+        !services.metrics().encode().contains(UNARY_CALLS),
         "no line may take a unary call"
     );
     gateway.stop().await;
