@@ -67,24 +67,19 @@ async fn main() -> anyhow::Result<()> {
         weather: args.weather.clone(),
         ..ServiceOptions::embedded(args.data_dir.clone())
     };
+    let handler = Handler::open(args.service.into(), &options).await?;
+    let name = match &handler {
+        Handler::Transform(_) => transform_service_server::SERVICE_NAME,
+        Handler::Database(_) => people_service_server::SERVICE_NAME,
+        Handler::Weather(_) => weather_service_server::SERVICE_NAME,
+        Handler::Chat(_) => chat_service_server::SERVICE_NAME,
+    };
     let mut server = Server::builder();
-    let (name, router) = match Handler::open(args.service.into(), &options).await? {
-        Handler::Transform(handler) => (
-            transform_service_server::SERVICE_NAME,
-            server.add_service(TransformServiceServer::new(handler)),
-        ),
-        Handler::Database(handler) => (
-            people_service_server::SERVICE_NAME,
-            server.add_service(PeopleServiceServer::new(handler)),
-        ),
-        Handler::Weather(handler) => (
-            weather_service_server::SERVICE_NAME,
-            server.add_service(WeatherServiceServer::new(handler)),
-        ),
-        Handler::Chat(handler) => (
-            chat_service_server::SERVICE_NAME,
-            server.add_service(ChatServiceServer::new(handler)),
-        ),
+    let router = match handler {
+        Handler::Transform(handler) => server.add_service(TransformServiceServer::new(handler)),
+        Handler::Database(handler) => server.add_service(PeopleServiceServer::new(handler)),
+        Handler::Weather(handler) => server.add_service(WeatherServiceServer::new(handler)),
+        Handler::Chat(handler) => server.add_service(ChatServiceServer::new(handler)),
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -106,18 +106,15 @@ impl ChatConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::ChatConfig;
-    use clap::Parser;
+    use quartet_runtime::config::parse_options;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: ChatConfig,
-    }
+    use super::ChatConfig;
 
     #[test]
     fn clap_defaults_equal_default_impl() {
-        let parsed = Cli::try_parse_from(["chat"]).unwrap();
-        assert_eq!(parsed.config, ChatConfig::default());
+        assert_eq!(
+            parse_options::<ChatConfig>([]).unwrap(),
+            ChatConfig::default()
+        );
     }
 }

@@ -46,7 +46,7 @@ pub mod session;
 
 use std::sync::Arc;
 
-use quartet_proto::chat::v1::chat_service_server::ChatServiceServer;
+use quartet_proto::{MessageLimit as _, chat::v1::chat_service_server::ChatServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use backplane::{AnyBackplane, Backplane, LocalBackplane, NatsBackplane, NatsOptions};
@@ -85,10 +85,6 @@ pub fn server<B: Backplane>(
     let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("chat", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            ChatServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(ChatServiceServer::new(handler).limited_to(limit))
         .register_metrics(|registry| registry.register_collector(collector))
 }

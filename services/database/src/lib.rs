@@ -33,7 +33,7 @@ pub mod write;
 use std::{path::PathBuf, sync::Arc};
 
 use clap::Args;
-use quartet_proto::database::v1::people_service_server::PeopleServiceServer;
+use quartet_proto::{MessageLimit as _, database::v1::people_service_server::PeopleServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use error::DatabaseError;
@@ -124,30 +124,17 @@ pub fn server(options: ServerOptions, shutdown: Shutdown, handler: PeopleHandler
     let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("database", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            PeopleServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(PeopleServiceServer::new(handler).limited_to(limit))
         .register_metrics(move |metrics| store.register_metrics(metrics))
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     /// The options as the binaries parse them.
-    #[derive(Debug, Parser)]
-    struct Command {
-        #[command(flatten)]
-        store: StoreOptions,
-    }
-
     fn parse(args: &[&str]) -> Result<StoreOptions, clap::Error> {
-        Command::try_parse_from(std::iter::once("quartet-database").chain(args.iter().copied()))
-            .map(|command| command.store)
+        quartet_runtime::config::parse_options(args.iter().copied())
     }
 
     fn with_url_file(contents: &str) -> (tempfile::TempDir, StoreOptions) {

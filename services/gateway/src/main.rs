@@ -2,17 +2,13 @@
 
 use std::net::Ipv4Addr;
 
-use clap::Parser;
+use clap::Args;
 use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions};
-use quartet_runtime::{GrpcServer, Process, ProcessOptions};
+use quartet_runtime::{GrpcServer, Process};
 
-/// Serves the text protocols on TCP 7001-7004 and UDP 7004; `--listen` is
-/// where its gRPC health service answers Kubernetes' probes.
-#[derive(Debug, Parser)]
-#[command(name = "quartet-gateway", version, about)]
-struct Args {
-    #[command(flatten)]
-    process: ProcessOptions,
+/// The gateway's own flags: its listeners and limits, and where the services are.
+#[derive(Debug, Args)]
+struct GatewayArgs {
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
@@ -21,28 +17,24 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Args {
-        process,
-        gateway,
-        upstreams,
-    } = Args::parse();
-    let running = Process::start("quartet-gateway", &process).await?;
-    let shutdown = running.shutdown();
+    // `--listen` is where its gRPC health service answers Kubernetes' probes.
+    let about = "Serves the text protocols on TCP 7001-7004 and UDP 7004";
+    let (process, args) = Process::parse::<GatewayArgs>("quartet-gateway", about).await?;
+    let server = process.server_options();
+    let shutdown = process.shutdown();
     let gateway = Gateway::under(
-        gateway,
-        upstreams,
-        &process.server,
+        args.gateway,
+        args.upstreams,
+        &server,
         shutdown.clone(),
-        running.metrics(),
+        process.metrics(),
     )
     .bind(Ipv4Addr::UNSPECIFIED.into())
     .await?;
     gateway.announce()?;
     let gateway = gateway.spawn();
-    let health = GrpcServer::new("gateway", process.server.clone(), shutdown);
-    running
-        .serve(health, process.listen_or(DEFAULT_HEALTH_PORT))
-        .await?;
+    let health = GrpcServer::new("gateway", server, shutdown);
+    process.serve(health, DEFAULT_HEALTH_PORT).await?;
     gateway.stopped().await;
     Ok(())
 }

@@ -20,7 +20,9 @@ pub mod grpc;
 pub mod text;
 
 use clap::Args;
-use quartet_proto::transform::v1::transform_service_server::TransformServiceServer;
+use quartet_proto::{
+    MessageLimit as _, transform::v1::transform_service_server::TransformServiceServer,
+};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use error::TransformError;
@@ -50,9 +52,5 @@ pub fn server(options: ServerOptions, shutdown: Shutdown, handler: TransformHand
     let handler = handler.hosted(limit, shutdown.drain_signal());
     GrpcServer::new("transform", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            TransformServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(TransformServiceServer::new(handler).limited_to(limit))
 }

@@ -32,7 +32,7 @@ pub mod provider;
 pub mod reading;
 pub mod watch;
 
-use quartet_proto::weather::v1::weather_service_server::WeatherServiceServer;
+use quartet_proto::{MessageLimit as _, weather::v1::weather_service_server::WeatherServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use error::WeatherError;
@@ -63,11 +63,7 @@ pub fn server(options: ServerOptions, shutdown: Shutdown, handler: WeatherHandle
     let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("weather", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            WeatherServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(WeatherServiceServer::new(handler).limited_to(limit))
         .register_metrics(move |metrics| {
             metrics.register("weather_watches", "Watch streams open now", watches);
         })
