@@ -6,9 +6,7 @@
 
 mod gateway_harness;
 
-use std::fmt::Write as _;
-
-use gateway_harness::{LineClient, UdpUser, start};
+use gateway_harness::{LineClient, UdpUser, paste, start};
 use quartet_gateway::{GatewayOptions, Protocol};
 use quartet_suite::Service;
 
@@ -44,10 +42,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
     // A thousand requests in one write, before reading any answer.
-    let requests = (0..1000).fold(String::new(), |mut requests, i| {
-        let _ = writeln!(requests, "REVERSE línea-{i}");
-        requests
-    });
+    let requests = paste(1000, |i| format!("REVERSE línea-{i}"));
     user.send_bytes(requests.as_bytes()).await;
     for i in 0..1000 {
         let expected: String = format!("línea-{i}").chars().rev().collect();

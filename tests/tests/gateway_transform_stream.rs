@@ -8,7 +8,6 @@
 mod gateway_harness;
 
 use std::{
-    fmt::Write as _,
     pin::Pin,
     sync::{
         Arc,
@@ -18,7 +17,9 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt as _};
-use gateway_harness::{LineClient, Services, gateway, gateway_with_metrics, start, until_sample};
+use gateway_harness::{
+    LineClient, Services, gateway, gateway_with_metrics, paste, start, until_sample,
+};
 use quartet_gateway::{GatewayOptions, Protocol, UpstreamOptions};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
@@ -37,10 +38,7 @@ async fn a_connection_carries_all_its_lines_on_one_stream() {
     let (services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
-    let pasted = (0..500).fold(String::new(), |mut lines, i| {
-        let _ = writeln!(lines, "UPPER línea {i}");
-        lines
-    });
+    let pasted = paste(500, |i| format!("UPPER línea {i}"));
     user.send_bytes(pasted.as_bytes()).await;
     for i in 0..500 {
         assert_eq!(user.line().await, format!("LÍNEA {i}"));
@@ -157,10 +155,7 @@ async fn gateway_for(url: String, timeout: Duration) -> quartet_gateway::Running
 }
 
 fn numbered(count: usize) -> String {
-    (0..count).fold(String::new(), |mut lines, i| {
-        let _ = writeln!(lines, "UPPER n{i}");
-        lines
-    })
+    paste(count, |i| format!("UPPER n{i}"))
 }
 
 #[tokio::test]

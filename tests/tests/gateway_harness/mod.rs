@@ -136,6 +136,11 @@ pub async fn until_sample(metrics: &Metrics, series: &str, value: f64) {
     }
 }
 
+/// `count` lines in one string, the i-th `line(i)`: what a user pastes.
+pub fn paste(count: usize, line: impl Fn(usize) -> String) -> String {
+    (0..count).map(|i| line(i) + "\n").collect()
+}
+
 /// A telnet-like user: writes lines, reads lines.
 pub struct LineClient {
     reader: BufReader<OwnedReadHalf>,
@@ -226,16 +231,22 @@ impl UdpUser {
         String::from_utf8(self.buffer[..len].to_vec()).unwrap()
     }
 
+    /// The next datagram, which must be a cookie challenge (`COOKIE xxxx`).
+    pub async fn challenge(&mut self) -> String {
+        let challenge = self.recv().await;
+        assert!(
+            challenge.starts_with("COOKIE "),
+            "expected a cookie, got {challenge:?}"
+        );
+        challenge
+    }
+
     /// Sends `first`, expects the cookie challenge, echoes it and expects
     /// `OK cookie`: from then on the session is open and `first` is read.
     pub async fn start(&mut self, first: &str) {
         self.send(first).await;
-        let challenge = self.recv().await;
-        let cookie = challenge
-            .strip_prefix("COOKIE ")
-            .unwrap_or_else(|| panic!("expected a cookie, got {challenge:?}"))
-            .to_owned();
-        self.send(&format!("COOKIE {cookie}")).await;
+        let challenge = self.challenge().await;
+        self.send(&challenge).await;
         assert_eq!(self.recv().await, "OK cookie");
     }
 }
