@@ -57,6 +57,7 @@ impl<B: Backplane> ChatHandler<B> {
 
     /// The same handler, its sessions ended when `drain` fires: what the
     /// hosting server decides.
+    #[must_use]
     pub fn hosted(self, drain: DrainSignal) -> Self {
         Self { drain, ..self }
     }

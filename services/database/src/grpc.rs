@@ -95,6 +95,7 @@ impl PeopleHandler {
 
     /// The same handler, its watches ended when `drain` fires: what the
     /// hosting server decides.
+    #[must_use]
     pub fn hosted(self, drain: DrainSignal) -> Self {
         Self { drain, ..self }
     }

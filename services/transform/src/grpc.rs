@@ -52,6 +52,7 @@ impl Default for TransformHandler {
 impl TransformHandler {
     /// The same handler, its answers kept within `max_message_bytes` and its
     /// streams ended when `drain` fires: what the hosting server decides.
+    #[must_use]
     pub fn hosted(self, max_message_bytes: usize, drain: DrainSignal) -> Self {
         Self {
             max_message_bytes,

@@ -44,6 +44,7 @@ impl WeatherHandler {
 
     /// The same handler, its watch streams ended when `drain` fires: what the
     /// hosting server decides.
+    #[must_use]
     pub fn hosted(self, drain: DrainSignal) -> Self {
         Self { drain, ..self }
     }

@@ -18,7 +18,7 @@ pub enum AnyBackplane {
     /// No `--nats-url`: rooms live in this process.
     Local(LocalBackplane),
     /// `--nats-url`: replicas share rooms through NATS.
-    Nats(NatsBackplane),
+    Nats(Box<NatsBackplane>),
 }
 
 impl AnyBackplane {
@@ -41,7 +41,9 @@ impl AnyBackplane {
             retain: config.retained(),
             max_text_bytes: config.max_text_bytes,
         };
-        Ok(Self::Nats(NatsBackplane::connect(nats, hub).await?))
+        Ok(Self::Nats(Box::new(
+            NatsBackplane::connect(nats, hub).await?,
+        )))
     }
 }
 
