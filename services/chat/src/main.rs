@@ -1,16 +1,19 @@
 //! `quartet-chat`: the chat service on its own, as deployed.
 
 use anyhow::Context as _;
-use quartet_chat::{ChatOptions, DEFAULT_PORT};
+use quartet_chat::DEFAULT_PORT;
 use quartet_runtime::Process;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let about = "Serves quartet.chat.v1.ChatService with health and reflection";
-    let (process, options) = Process::parse::<ChatOptions>("quartet-chat", about).await?;
+    let (process, options) = Process::parse("quartet-chat", ABOUT).await?;
     let handler = quartet_chat::handler(&options)
         .await
         .context("cannot start the chat backplane")?;
-    let server = quartet_chat::server(process.server_options(), process.shutdown(), handler);
-    Ok(process.serve(server, DEFAULT_PORT).await?)
+    Ok(process
+        .host(quartet_chat::server, handler, DEFAULT_PORT)
+        .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.chat.v1.ChatService with health and reflection";

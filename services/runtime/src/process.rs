@@ -126,6 +126,19 @@ impl Process {
         &self.metrics
     }
 
+    /// Hosts `handler` on the server that `server` (a service crate's
+    /// `server` function) assembles under the process's flags and shutdown
+    /// switch, and serves it as [`Process::serve`] does.
+    pub async fn host<H>(
+        self,
+        server: fn(ServerOptions, Shutdown, H) -> GrpcServer,
+        handler: H,
+        default_port: u16,
+    ) -> Result<(), ProcessError> {
+        let server = server(self.server_options(), self.shutdown(), handler);
+        self.serve(server, default_port).await
+    }
+
     /// Binds `server` where `--listen` says (every interface on
     /// `default_port` without it), announces it on stdout, and serves it
     /// until the shutdown sequence completes.

@@ -1,13 +1,16 @@
 //! `quartet-transform`: the transform service on its own, as deployed.
 
 use quartet_runtime::Process;
-use quartet_transform::{DEFAULT_PORT, TransformOptions};
+use quartet_transform::DEFAULT_PORT;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let about = "Serves quartet.transform.v1.TransformService with health and reflection";
-    let (process, options) = Process::parse::<TransformOptions>("quartet-transform", about).await?;
+    let (process, options) = Process::parse("quartet-transform", ABOUT).await?;
     let handler = quartet_transform::handler(&options).await?;
-    let server = quartet_transform::server(process.server_options(), process.shutdown(), handler);
-    Ok(process.serve(server, DEFAULT_PORT).await?)
+    Ok(process
+        .host(quartet_transform::server, handler, DEFAULT_PORT)
+        .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.transform.v1.TransformService with health and reflection";

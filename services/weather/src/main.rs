@@ -1,13 +1,16 @@
 //! `quartet-weather`: the weather service on its own, as deployed.
 
 use quartet_runtime::Process;
-use quartet_weather::{DEFAULT_PORT, WeatherOptions};
+use quartet_weather::DEFAULT_PORT;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let about = "Serves quartet.weather.v1.WeatherService with health and reflection";
-    let (process, options) = Process::parse::<WeatherOptions>("quartet-weather", about).await?;
+    let (process, options) = Process::parse("quartet-weather", ABOUT).await?;
     let handler = quartet_weather::handler(&options).await?;
-    let server = quartet_weather::server(process.server_options(), process.shutdown(), handler);
-    Ok(process.serve(server, DEFAULT_PORT).await?)
+    Ok(process
+        .host(quartet_weather::server, handler, DEFAULT_PORT)
+        .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.weather.v1.WeatherService with health and reflection";
