@@ -1,7 +1,8 @@
 //! [`Process`]: what every server binary does around its server, once: logs
 //! and traces ([`telemetry`](crate::telemetry)), the signals that start a
 //! graceful shutdown, the process's metrics endpoint, and binding, announcing
-//! and serving. A binary's `main` is then its flags and its server.
+//! and serving. A binary's `main` is then [`Process::parse`], its service's
+//! `handler`, and [`Process::host`].
 
 use std::{
     io,
