@@ -1,6 +1,6 @@
 //! `quartet serve [all|SERVICE]...`: runs servers in this process with embedded
 //! defaults, for trying Quartet on one machine. Deployments run each service's
-//! own binary instead.
+//! own binary instead. The services are assembled by `quartet-suite`.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -11,17 +11,15 @@ use anyhow::Context as _;
 
 use crate::{client::ClientOptions, failure::UsageError};
 use clap::{Args, ValueEnum};
-use quartet_chat::{BackplaneOptions, ChatConfig};
-use quartet_gateway::{Gateway, GatewayOptions, UpstreamOptions};
-use quartet_runtime::{BoundServer, Metrics, ServerOptions, Shutdown};
-use quartet_weather::WeatherOptions;
-use tokio::task::JoinSet;
+use quartet_gateway::{GatewayOptions, UpstreamOptions};
+use quartet_runtime::{Metrics, ServerOptions, Shutdown};
+use quartet_suite::{Service, ServiceOptions, Suite};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// What to run.
-    #[arg(value_enum, default_values_t = [Service::All])]
-    services: Vec<Service>,
+    #[arg(value_enum, default_values_t = [Served::All])]
+    services: Vec<Served>,
 
     /// Where the transform service listens.
     #[arg(
@@ -51,27 +49,20 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "QUARTET_CHAT_LISTEN", default_value = "127.0.0.1:50054")]
     chat_listen: SocketAddr,
 
-    /// Chat's backplane: in-process, or NATS with --nats-url.
+    /// The services' own flags: the store, weather's provider, chat's backplane.
     #[command(flatten)]
-    chat_backplane: BackplaneOptions,
-
-    /// The weather service's provider and limits.
-    #[command(flatten)]
-    weather: WeatherOptions,
+    service: ServiceOptions,
 
     /// The gateway's text listeners and limits (listeners default to 127.0.0.1 here).
     #[command(flatten)]
     gateway: GatewayOptions,
 
     #[command(flatten)]
-    store: quartet_database::StoreOptions,
-
-    #[command(flatten)]
     server: ServerOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Service {
+enum Served {
     /// Every service.
     All,
     /// The transform service.
@@ -87,8 +78,22 @@ enum Service {
 }
 
 impl ServeArgs {
-    fn wants(&self, service: Service) -> bool {
-        self.services.contains(&Service::All) || self.services.contains(&service)
+    fn wants(&self, served: Served) -> bool {
+        self.services.contains(&Served::All) || self.services.contains(&served)
+    }
+
+    /// The gRPC services asked for, each with where it listens.
+    fn listen(&self) -> Vec<(Service, SocketAddr)> {
+        [
+            (Served::Transform, Service::Transform, self.transform_listen),
+            (Served::Database, Service::Database, self.database_listen),
+            (Served::Weather, Service::Weather, self.weather_listen),
+            (Served::Chat, Service::Chat, self.chat_listen),
+        ]
+        .into_iter()
+        .filter(|(served, ..)| self.wants(*served))
+        .map(|(_, service, addr)| (service, addr))
+        .collect()
     }
 }
 
@@ -101,122 +106,31 @@ pub(crate) async fn run(client: &ClientOptions, args: ServeArgs) -> anyhow::Resu
         .into());
     }
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    // Every server below records into this registry.
+    // Every server records into this registry.
     let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
-
-    // Bind everything first: a taken port fails the command before anything serves.
-    let mut bound: Vec<BoundServer> = Vec::new();
-    if args.wants(Service::Transform) {
-        let server = quartet_transform::server(args.server.clone(), shutdown.clone())
-            .record_into(&metrics)
-            .bind(args.transform_listen)
-            .await?;
-        bound.push(server);
-    }
-    if args.wants(Service::Database) {
-        let store = args
-            .store
-            .open()
-            .await
-            .context("cannot open the people store")?;
-        let server = quartet_database::server(args.server.clone(), shutdown.clone(), store)
-            .record_into(&metrics)
-            .bind(args.database_listen)
-            .await?;
-        bound.push(server);
-    }
-    if args.wants(Service::Weather) {
-        let server = quartet_weather::server(args.server.clone(), shutdown.clone(), &args.weather)?
-            .record_into(&metrics)
-            .bind(args.weather_listen)
-            .await?;
-        bound.push(server);
-    }
-    if args.wants(Service::Chat) {
-        let server = quartet_chat::server_with_backplane(
-            args.server.clone(),
-            shutdown.clone(),
-            ChatConfig::default(),
-            &args.chat_backplane,
-        )
-        .await
-        .context("cannot start the chat backplane")?
-        .record_into(&metrics)
-        .bind(args.chat_listen)
+    let mut suite = Suite::new(args.server.clone(), shutdown, metrics)
+        .bind(&args.listen(), &args.service)
         .await?;
-        bound.push(server);
+    if args.wants(Served::Gateway) {
+        let upstreams = suite.upstreams(elsewhere(client));
+        suite = suite
+            .bind_gateway(args.gateway.clone(), upstreams, Ipv4Addr::LOCALHOST.into())
+            .await?;
     }
-
-    let gateway = if args.wants(Service::Gateway) {
-        let upstreams = gateway_upstreams(&bound, client);
-        let options = GatewayOptions {
-            max_connections: args.server.limits.max_connections,
-            ..args.gateway.clone()
-        };
-        let gateway = Gateway::new(
-            options,
-            upstreams,
-            shutdown.clone(),
-            args.server.shutdown.clone(),
-            &metrics,
-        );
-        Some(gateway.bind(Ipv4Addr::LOCALHOST.into()).await?)
-    } else {
-        None
-    };
-
-    let mut running = JoinSet::new();
-    for server in bound {
-        server.announce()?;
-        running.spawn(server.spawn()?.stopped());
-    }
-    if let Some(gateway) = gateway {
-        gateway.announce()?;
-        let gateway = gateway.spawn();
-        running.spawn(async move {
-            gateway.stopped().await;
-            Ok(())
-        });
-    }
-    let mut failure = None;
-    while let Some(stopped) = running.join_next().await {
-        if let Err(error) = stopped.context("server task failed")? {
-            // One server failing stops the others too.
-            shutdown.request();
-            failure.get_or_insert(error);
-        }
-    }
-    match failure {
-        Some(error) => Err(error.into()),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    suite.announce()?;
+    suite.spawn()?.stopped().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The gateway calls the services running here at their bound addresses, and
-/// any other where the global `--<service>-addr` flags say (a list, or a
-/// `dns:///` name, spreads its calls), with the global credentials.
-fn gateway_upstreams(bound: &[BoundServer], client: &ClientOptions) -> UpstreamOptions {
-    let mut upstreams = UpstreamOptions {
+/// The services the gateway calls when they do not run here: where the global
+/// `--<service>-addr` flags say, with the global credentials.
+fn elsewhere(client: &ClientOptions) -> UpstreamOptions {
+    UpstreamOptions {
         transform_addr: client.transform_addr.clone(),
         database_addr: client.database_addr.clone(),
         weather_addr: client.weather_addr.clone(),
         chat_addr: client.chat_addr.clone(),
         credentials: client.credentials.clone(),
         resolution: client.resolution.clone(),
-    };
-    for server in bound {
-        let mut addr = server.local_addr();
-        if addr.ip().is_unspecified() {
-            addr.set_ip(Ipv4Addr::LOCALHOST.into());
-        }
-        let url = format!("http://{addr}");
-        match server.name() {
-            "transform" => upstreams.transform_addr = url,
-            "database" => upstreams.database_addr = url,
-            "weather" => upstreams.weather_addr = url,
-            "chat" => upstreams.chat_addr = url,
-            _ => {}
-        }
     }
-    upstreams
 }

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use quartet_chat::{ChatConfig, LocalBackplane, RoomHub};
+use quartet_chat::{ChatConfig, ChatHandler, LocalBackplane, RoomHub};
 use quartet_proto::chat::v1::{
     ChatMessage, ClientEvent, Join, LeaveReason, Say, ServerEvent,
     chat_service_client::ChatServiceClient, client_event, server_event::Event,
@@ -31,8 +31,8 @@ use tonic::Streaming;
 use common::{DEADLINE, Process, Run, quartet_at, run_with_stdin, serve};
 
 async fn start_on(addr: SocketAddr, backplane: Arc<LocalBackplane>) -> RunningServer {
-    let config = ChatConfig::default();
-    let server = quartet_chat::server(ServerOptions::default(), Shutdown::new(), config, backplane);
+    let handler = ChatHandler::new(backplane, ChatConfig::default());
+    let server = quartet_chat::server(ServerOptions::default(), Shutdown::new(), handler);
     serve(server, addr).await
 }
 

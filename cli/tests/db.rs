@@ -23,16 +23,16 @@ async fn start_db(data_dir: &Path, addr: &str) -> RunningServer {
     // A server just stopped may still hold the store's file lock while
     // its last streams wind down: wait for it, with a deadline.
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    let store = loop {
-        match options.open().await {
-            Ok(store) => break store,
+    let handler = loop {
+        match quartet_database::handler(&options).await {
+            Ok(handler) => break handler,
             Err(error) => {
                 assert!(tokio::time::Instant::now() < deadline, "{error}");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     };
-    let server = quartet_database::server(ServerOptions::default(), Shutdown::new(), store);
+    let server = quartet_database::server(ServerOptions::default(), Shutdown::new(), handler);
     serve(server, addr.parse().unwrap()).await
 }
 

@@ -19,9 +19,11 @@ async fn start() -> RunningServer {
 }
 
 async fn start_on(addr: SocketAddr) -> RunningServer {
-    let options = WeatherOptions::default();
-    let server = quartet_weather::server(ServerOptions::default(), Shutdown::new(), &options);
-    serve(server.unwrap(), addr).await
+    let handler = quartet_weather::handler(&WeatherOptions::default())
+        .await
+        .unwrap();
+    let server = quartet_weather::server(ServerOptions::default(), Shutdown::new(), handler);
+    serve(server, addr).await
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@
 //! - [`codec`]: the codec every generated client and server uses; it answers a
 //!   request that does not decode with INVALID_ARGUMENT rather than INTERNAL.
 //! - [`FILE_DESCRIPTOR_SET`]: every file, with comments, for server reflection.
+//! - [`MessageLimit`]: one way to give every generated server the message
+//!   size limit.
 
 pub mod codec;
 
@@ -53,6 +55,33 @@ pub mod chat {
         tonic::include_proto!("quartet.chat.v1");
     }
 }
+
+/// A generated server whose message size is bounded both ways, so every
+/// service applies the server's one `--max-message-bytes` the same way.
+pub trait MessageLimit: Sized {
+    /// The server, refusing to decode or encode a message over `bytes`.
+    #[must_use]
+    fn limited_to(self, bytes: usize) -> Self;
+}
+
+/// Implements [`MessageLimit`] for each generated server named.
+macro_rules! message_limit {
+    ($($server:path),* $(,)?) => {$(
+        impl<T> MessageLimit for $server {
+            fn limited_to(self, bytes: usize) -> Self {
+                self.max_decoding_message_size(bytes)
+                    .max_encoding_message_size(bytes)
+            }
+        }
+    )*};
+}
+
+message_limit!(
+    transform::v1::transform_service_server::TransformServiceServer<T>,
+    database::v1::people_service_server::PeopleServiceServer<T>,
+    weather::v1::weather_service_server::WeatherServiceServer<T>,
+    chat::v1::chat_service_server::ChatServiceServer<T>,
+);
 
 #[cfg(test)]
 mod tests {

@@ -19,6 +19,23 @@ pub fn request_stream<T>() -> (mpsc::Sender<T>, ReceiverStream<T>) {
     (sender, ReceiverStream::new(receiver))
 }
 
+/// A bidirectional stream `call` opens (`|requests| client.chat(requests)`),
+/// within [`DEADLINE`]: the sender of its requests and its answers.
+///
+/// # Panics
+/// When the call fails or takes longer.
+pub async fn open_stream<T, R, F, Fut>(call: F) -> (mpsc::Sender<T>, Streaming<R>)
+where
+    F: FnOnce(ReceiverStream<T>) -> Fut,
+    Fut: IntoFuture<Output = Result<tonic::Response<Streaming<R>>, Status>>,
+{
+    let (sender, requests) = request_stream();
+    match within(call(requests)).await {
+        Ok(answers) => (sender, answers.into_inner()),
+        Err(status) => panic!("cannot open the stream: {status:?}"),
+    }
+}
+
 /// What `future` gives, within [`DEADLINE`].
 ///
 /// # Panics

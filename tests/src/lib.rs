@@ -1,9 +1,13 @@
 //! # quartet-e2e
 //!
-//! End-to-end tests live in `tests/`. This library is the harness they, and
-//! the services' own tests, share: start a real server process, learn its
-//! address from the line it announces, signal it, see how it exits, and wait
-//! on gRPC answers without ever waiting for ever.
+//! End-to-end tests live in `tests/`: `gateway_*.rs`, the gateway in front
+//! of every real service started in-process by `quartet-suite` (their harness,
+//! services plus line and datagram users, is `tests/gateway_harness/`), and
+//! `interop.rs`, an independent gRPC stack against a real server. This
+//! library is the harness they, and the services' own tests, share: start a
+//! real server process, learn its address from the line it announces, signal
+//! it, see how it exits, and wait on gRPC answers without ever waiting for
+//! ever.
 //!
 //! # Layout
 //! - [`ServerProcess`]: a child process started with stdout piped, and the
@@ -13,7 +17,7 @@
 //! - [`grpc`]: waits on calls, stream messages and health, bounded by
 //!   [`DEADLINE`].
 //! - [`external`]: the external services a test needs (PostgreSQL, NATS),
-//!   skips that show, and fresh PostgreSQL schemas.
+//!   skips that show ([`external::skip`]), and fresh PostgreSQL schemas.
 
 pub mod external;
 pub mod grpc;

@@ -2,30 +2,27 @@
 //! doing the same work".
 //!
 //! It serves one of Quartet's service handlers (the very code the real servers
-//! run) on `tonic::transport::Server` with tonic's defaults: no call tracing, no
-//! metrics, no auth, no concurrency or size limits, no request timeout, no
-//! reflection and no custom accept loop. Health is kept because the benchmark
-//! suite waits on it to time start-up. The gap between this process and the real
-//! one is what the shared runtime costs.
+//! run, built from its options by `quartet-suite` as `quartet serve` builds it)
+//! on `tonic::transport::Server` with tonic's defaults: no call tracing, no
+//! metrics, no auth, no concurrency or size limits beyond tonic's own 4 MiB
+//! (the real servers' default too), no request timeout, no reflection and no
+//! custom accept loop. Health is kept because the benchmark suite waits on it
+//! to time start-up. The gap between this process and the real one is what
+//! the shared runtime costs.
 
-use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, ValueEnum};
-use quartet_chat::{ChatConfig, ChatHandler, LocalBackplane, RoomHub};
-use quartet_database::{PeopleHandler, StoreOptions};
 use quartet_proto::{
-    chat::v1::chat_service_server::ChatServiceServer,
-    database::v1::people_service_server::PeopleServiceServer,
-    transform::v1::transform_service_server::TransformServiceServer,
-    weather::v1::weather_service_server::WeatherServiceServer,
+    chat::v1::chat_service_server::{self, ChatServiceServer},
+    database::v1::people_service_server::{self, PeopleServiceServer},
+    transform::v1::transform_service_server::{self, TransformServiceServer},
+    weather::v1::weather_service_server::{self, WeatherServiceServer},
 };
-use quartet_runtime::DrainSignal;
-use quartet_transform::TransformHandler;
-use quartet_weather::{OpenWatches, WeatherHandler, WeatherOptions};
+use quartet_suite::{Handler, Service, ServiceOptions};
+use quartet_weather::WeatherOptions;
 use tonic::transport::Server;
-
-/// Largest message either way, as the real servers default to (4 MiB).
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+use tonic_health::ServingStatus;
 
 /// Serves one Quartet service on a plain tonic server (benchmark baseline).
 #[derive(Debug, Parser)]
@@ -33,7 +30,7 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 struct Args {
     /// Which service to host.
     #[arg(value_enum)]
-    service: Service,
+    service: Bare,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -45,71 +42,51 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Service {
+enum Bare {
     Transform,
     Database,
     Weather,
     Chat,
 }
 
+impl From<Bare> for Service {
+    fn from(bare: Bare) -> Self {
+        match bare {
+            Bare::Transform => Self::Transform,
+            Bare::Database => Self::Database,
+            Bare::Weather => Self::Weather,
+            Bare::Chat => Self::Chat,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    let drain = DrainSignal::never();
-    let mut server = Server::builder();
-    let router = match args.service {
-        Service::Transform => {
-            health_reporter
-                .set_serving::<TransformServiceServer<TransformHandler>>()
-                .await;
-            server.add_service(health).add_service(
-                TransformServiceServer::new(TransformHandler::new(MAX_MESSAGE_BYTES, drain))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-        }
-        Service::Database => {
-            let store = StoreOptions {
-                data_dir: args.data_dir.clone(),
-                database_url: None,
-                database_url_file: None,
-                change_retention: 100_000,
-            }
-            .open()
-            .await?;
-            health_reporter
-                .set_serving::<PeopleServiceServer<PeopleHandler>>()
-                .await;
-            server.add_service(health).add_service(
-                PeopleServiceServer::new(PeopleHandler::new(store, drain))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
-        }
-        Service::Weather => {
-            let handler = WeatherHandler::new(
-                args.weather.provider()?,
-                drain,
-                OpenWatches::new(args.weather.max_watches),
-            );
-            health_reporter
-                .set_serving::<WeatherServiceServer<WeatherHandler>>()
-                .await;
-            server
-                .add_service(health)
-                .add_service(WeatherServiceServer::new(handler))
-        }
-        Service::Chat => {
-            let config = ChatConfig::default();
-            let hub = Arc::new(RoomHub::new(config.hub_limits()));
-            let handler = ChatHandler::new(Arc::new(LocalBackplane::new(hub)), config, drain);
-            health_reporter
-                .set_serving::<ChatServiceServer<ChatHandler<LocalBackplane>>>()
-                .await;
-            server
-                .add_service(health)
-                .add_service(ChatServiceServer::new(handler))
-        }
+    let options = ServiceOptions {
+        weather: args.weather.clone(),
+        ..ServiceOptions::embedded(args.data_dir.clone())
     };
+    let handler = Handler::open(args.service.into(), &options).await?;
+    let name = match &handler {
+        Handler::Transform(_) => transform_service_server::SERVICE_NAME,
+        Handler::Database(_) => people_service_server::SERVICE_NAME,
+        Handler::Weather(_) => weather_service_server::SERVICE_NAME,
+        Handler::Chat(_) => chat_service_server::SERVICE_NAME,
+    };
+    let mut server = Server::builder();
+    let router = match handler {
+        Handler::Transform(handler) => server.add_service(TransformServiceServer::new(handler)),
+        Handler::Database(handler) => server.add_service(PeopleServiceServer::new(handler)),
+        Handler::Weather(handler) => server.add_service(WeatherServiceServer::new(handler)),
+        Handler::Chat(handler) => server.add_service(ChatServiceServer::new(handler)),
+    };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(name, ServingStatus::Serving)
+        .await;
+    let router = router.add_service(health);
+
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let local_addr = listener.local_addr()?;
     // The announce line the benchmark scripts read, as the real servers print it.

@@ -8,6 +8,7 @@
 use std::{net::SocketAddr, process::Stdio};
 
 use quartet_runtime::{GrpcServer, RunningServer, ServerOptions, Shutdown};
+use quartet_transform::TransformHandler;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -26,13 +27,13 @@ pub(crate) const ADDRESS_VARIABLES: [&str; 4] = [
 
 /// Serves `server` on `addr` (port 0 picks a free one) until stopped.
 pub(crate) async fn serve(server: GrpcServer, addr: SocketAddr) -> RunningServer {
-    server.bind(addr).await.unwrap().spawn().unwrap()
+    server.spawn_on(addr).await.unwrap()
 }
 
 /// A transform server on a free port.
 pub(crate) async fn transform_server(options: ServerOptions) -> RunningServer {
     serve(
-        quartet_transform::server(options, Shutdown::new()),
+        quartet_transform::server(options, Shutdown::new(), TransformHandler::default()),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await

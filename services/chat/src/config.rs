@@ -1,7 +1,36 @@
-//! The chat service's own flags, with environment fallbacks. The clap defaults
-//! and the [`Default`] impl are kept equal by a test.
+//! The chat service's own flags, with environment fallbacks: [`ChatOptions`],
+//! which backplane ([`BackplaneOptions`]) and how rooms behave
+//! ([`ChatConfig`]). The clap defaults and the [`Default`] impl are kept
+//! equal by a test.
 
 use clap::Args;
+
+use crate::hub::HubLimits;
+
+/// Everything the chat service is built from.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct ChatOptions {
+    /// In-process rooms, or NATS.
+    #[command(flatten)]
+    pub backplane: BackplaneOptions,
+    /// How rooms behave.
+    #[command(flatten)]
+    pub config: ChatConfig,
+}
+
+/// Which backplane to run: NATS when `--nats-url` is given, else in-process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct BackplaneOptions {
+    /// NATS server (with JetStream) shared by every replica, e.g.
+    /// nats://127.0.0.1:4222. Without it rooms live in this process only.
+    #[arg(long, env = "QUARTET_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Prefix of every NATS subject, stream and bucket this service uses, so
+    /// several deployments (or test runs) can share one NATS.
+    #[arg(long, env = "QUARTET_NATS_PREFIX", default_value = "quartet")]
+    pub nats_prefix: String,
+}
 
 /// How rooms behave: history, limits, and how far a member may fall behind.
 #[derive(Debug, Clone, PartialEq, Args)]
@@ -62,22 +91,30 @@ impl ChatConfig {
     pub fn retained(&self) -> usize {
         self.retain.max(self.history).max(1)
     }
+
+    /// The hub sizes this configuration asks for.
+    pub fn hub_limits(&self) -> HubLimits {
+        HubLimits {
+            history: self.history,
+            retain: self.retained(),
+            member_queue: self.member_queue.max(1),
+            max_rooms: self.max_rooms.max(1),
+            evict_idle_rooms: true,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ChatConfig;
-    use clap::Parser;
+    use quartet_runtime::config::parse_options;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: ChatConfig,
-    }
+    use super::ChatConfig;
 
     #[test]
     fn clap_defaults_equal_default_impl() {
-        let parsed = Cli::try_parse_from(["chat"]).unwrap();
-        assert_eq!(parsed.config, ChatConfig::default());
+        assert_eq!(
+            parse_options::<ChatConfig>([]).unwrap(),
+            ChatConfig::default()
+        );
     }
 }

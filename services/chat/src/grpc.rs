@@ -45,13 +45,27 @@ impl<B> Clone for ChatHandler<B> {
 }
 
 impl<B: Backplane> ChatHandler<B> {
-    /// A handler whose sessions follow `config` and end when `drain` fires.
-    pub fn new(backplane: Arc<B>, config: ChatConfig, drain: DrainSignal) -> Self {
+    /// A handler over `backplane` whose sessions follow `config` and never
+    /// drain: [`crate::server`] gives it the server's drain signal.
+    pub fn new(backplane: Arc<B>, config: ChatConfig) -> Self {
         Self {
             backplane,
             config: Arc::new(config),
-            drain,
+            drain: DrainSignal::never(),
         }
+    }
+
+    /// The same handler, its sessions ended when `drain` fires: what the
+    /// hosting server decides.
+    #[must_use]
+    pub fn hosted(self, drain: DrainSignal) -> Self {
+        Self { drain, ..self }
+    }
+
+    /// Its backplane: the server counts its hub's rooms and members, and tests
+    /// reach rooms around the service's own checks.
+    pub fn backplane(&self) -> &Arc<B> {
+        &self.backplane
     }
 }
 

@@ -20,12 +20,16 @@
 //!   drains.
 //! - [`backplane`]: the [`Backplane`] trait; [`LocalBackplane`] (in-process,
 //!   the default) and [`NatsBackplane`] (replicas sharing rooms over NATS;
-//!   `backplane/nats/` splits it into streams, presence and nick claims).
-//! - [`config`]: [`ChatConfig`], the service's flags.
+//!   `backplane/nats/` splits it into streams, presence and nick claims), and
+//!   [`AnyBackplane`], whichever the flags chose.
+//! - [`config`]: [`ChatOptions`], the service's flags: [`BackplaneOptions`]
+//!   and [`ChatConfig`].
 //! - [`metrics`]: room and member gauges, counted from the hub when scraped.
 //! - [`error`]: [`ChatError`] and its one mapping to a gRPC status.
 //! - [`grpc`]: the thin adapter from the generated service trait to the above.
-//! - [`server`] (this file): assembles the service on a [`GrpcServer`].
+//! - This file: the shape every Quartet service shares. [`handler`] builds
+//!   the service from its [`ChatOptions`]; [`server`] hosts a handler on a
+//!   [`GrpcServer`] of the shared runtime.
 //! - `main.rs`: the `quartet-chat` binary.
 
 pub mod backplane;
@@ -42,12 +46,11 @@ pub mod session;
 
 use std::sync::Arc;
 
-use clap::Args;
-use quartet_proto::chat::v1::chat_service_server::ChatServiceServer;
+use quartet_proto::{MessageLimit as _, chat::v1::chat_service_server::ChatServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
-pub use backplane::{Backplane, LocalBackplane, NatsBackplane, NatsOptions};
-pub use config::ChatConfig;
+pub use backplane::{AnyBackplane, Backplane, LocalBackplane, NatsBackplane, NatsOptions};
+pub use config::{BackplaneOptions, ChatConfig, ChatOptions};
 pub use error::ChatError;
 pub use event::{ChatLine, Presence, RoomEvent};
 pub use grpc::ChatHandler;
@@ -57,83 +60,31 @@ pub use names::{Nick, RoomName};
 /// The default gRPC port (DESIGN.md).
 pub const DEFAULT_PORT: u16 = 50054;
 
-/// Which backplane to run: NATS when `--nats-url` is given, else in-process.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
-pub struct BackplaneOptions {
-    /// NATS server (with JetStream) shared by every replica, e.g.
-    /// nats://127.0.0.1:4222. Without it rooms live in this process only.
-    #[arg(long, env = "QUARTET_NATS_URL")]
-    pub nats_url: Option<String>,
-
-    /// Prefix of every NATS subject, stream and bucket this service uses, so
-    /// several deployments (or test runs) can share one NATS.
-    #[arg(long, env = "QUARTET_NATS_PREFIX", default_value = "quartet")]
-    pub nats_prefix: String,
+/// The handler `options` describe: connects to NATS (and prepares its
+/// buckets) first when a URL is given.
+pub async fn handler(options: &ChatOptions) -> Result<ChatHandler<AnyBackplane>, ChatError> {
+    let backplane = AnyBackplane::open(options).await?;
+    Ok(ChatHandler::new(
+        Arc::new(backplane),
+        options.config.clone(),
+    ))
 }
 
-impl ChatConfig {
-    /// The hub sizes this configuration asks for.
-    pub fn hub_limits(&self) -> HubLimits {
-        HubLimits {
-            history: self.history,
-            retain: self.retained(),
-            member_queue: self.member_queue.max(1),
-            max_rooms: self.max_rooms.max(1),
-            evict_idle_rooms: true,
-        }
-    }
-}
-
-/// A server hosting the chat service over `backplane`, with the shared runtime
-/// around it.
+/// A server hosting `handler`, with the shared runtime around it: the
+/// server's drain ends the sessions, and the hub's rooms and members are
+/// metrics.
 pub fn server<B: Backplane>(
     options: ServerOptions,
     shutdown: Shutdown,
-    config: ChatConfig,
-    backplane: Arc<B>,
+    handler: ChatHandler<B>,
 ) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
-    let handler = ChatHandler::new(backplane, config, shutdown.drain_signal());
+    let collector = Box::new(metrics::HubCollector::new(
+        handler.backplane().hub().clone(),
+    ));
+    let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("chat", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            ChatServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-}
-
-/// A server with the backplane `backplane_options` ask for: connects to NATS
-/// (and prepares its streams) first when a URL is given.
-pub async fn server_with_backplane(
-    options: ServerOptions,
-    shutdown: Shutdown,
-    config: ChatConfig,
-    backplane_options: &BackplaneOptions,
-) -> Result<GrpcServer, ChatError> {
-    match &backplane_options.nats_url {
-        None => {
-            let hub = Arc::new(RoomHub::new(config.hub_limits()));
-            let collector = Box::new(metrics::HubCollector::new(hub.clone()));
-            let backplane = Arc::new(LocalBackplane::new(hub));
-            Ok(server(options, shutdown, config, backplane)
-                .register_metrics(|registry| registry.register_collector(collector)))
-        }
-        Some(url) => {
-            let hub = Arc::new(RoomHub::new(HubLimits {
-                evict_idle_rooms: false,
-                ..config.hub_limits()
-            }));
-            let collector = Box::new(metrics::HubCollector::new(hub.clone()));
-            let nats = NatsOptions {
-                url: url.clone(),
-                prefix: backplane_options.nats_prefix.clone(),
-                retain: config.retained(),
-                max_text_bytes: config.max_text_bytes,
-            };
-            let backplane = NatsBackplane::connect(nats, hub).await?;
-            Ok(server(options, shutdown, config, Arc::new(backplane))
-                .register_metrics(|registry| registry.register_collector(collector)))
-        }
-    }
+        .add_service(ChatServiceServer::new(handler).limited_to(limit))
+        .register_metrics(|registry| registry.register_collector(collector))
 }

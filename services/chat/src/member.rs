@@ -363,7 +363,7 @@ mod tests {
 
     use super::{JoinRequest, Request, join};
     use crate::{
-        backplane::LocalBackplane,
+        backplane::{Backplane as _, LocalBackplane},
         config::ChatConfig,
         error::ChatError,
         hub::RoomHub,

@@ -84,9 +84,25 @@ pub struct PeopleHandler {
 }
 
 impl PeopleHandler {
-    /// A handler whose watches end when `drain` fires.
-    pub fn new(store: PeopleStore, drain: DrainSignal) -> Self {
-        Self { store, drain }
+    /// A handler over `store` whose watches never drain: [`crate::server`]
+    /// gives it the server's drain signal.
+    pub fn new(store: PeopleStore) -> Self {
+        Self {
+            store,
+            drain: DrainSignal::never(),
+        }
+    }
+
+    /// The same handler, its watches ended when `drain` fires: what the
+    /// hosting server decides.
+    #[must_use]
+    pub fn hosted(self, drain: DrainSignal) -> Self {
+        Self { drain, ..self }
+    }
+
+    /// The store it serves, whose metrics the server registers.
+    pub fn store(&self) -> &PeopleStore {
+        &self.store
     }
 }
 

@@ -17,6 +17,9 @@
 //!   listener for other replicas' commits).
 //! - [`error`]: [`DatabaseError`] and its one mapping to a gRPC status.
 //! - [`grpc`]: the thin adapter from the generated service to the store.
+//! - This file: the shape every Quartet service shares. [`StoreOptions`] are
+//!   the service's own flags; [`handler`] builds the service from them;
+//!   [`server`] hosts a handler on a [`GrpcServer`] of the shared runtime.
 //! - `main.rs`: the `quartet-database` binary.
 
 pub mod change;
@@ -30,7 +33,7 @@ pub mod write;
 use std::{path::PathBuf, sync::Arc};
 
 use clap::Args;
-use quartet_proto::database::v1::people_service_server::PeopleServiceServer;
+use quartet_proto::{MessageLimit as _, database::v1::people_service_server::PeopleServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use error::DatabaseError;
@@ -107,36 +110,31 @@ impl StoreOptions {
     }
 }
 
-/// A server hosting the people service over `store`.
-pub fn server(options: ServerOptions, shutdown: Shutdown, store: PeopleStore) -> GrpcServer {
+/// The handler `options` describe: opens the store (and runs PostgreSQL's
+/// migrations) first.
+pub async fn handler(options: &StoreOptions) -> Result<PeopleHandler, DatabaseError> {
+    Ok(PeopleHandler::new(options.open().await?))
+}
+
+/// A server hosting `handler`, with the shared runtime around it: the
+/// server's drain ends the watches, and the store's metrics are registered.
+pub fn server(options: ServerOptions, shutdown: Shutdown, handler: PeopleHandler) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
-    let handler = PeopleHandler::new(store.clone(), shutdown.drain_signal());
+    let store = handler.store().clone();
+    let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("database", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            PeopleServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(PeopleServiceServer::new(handler).limited_to(limit))
         .register_metrics(move |metrics| store.register_metrics(metrics))
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     /// The options as the binaries parse them.
-    #[derive(Debug, Parser)]
-    struct Command {
-        #[command(flatten)]
-        store: StoreOptions,
-    }
-
     fn parse(args: &[&str]) -> Result<StoreOptions, clap::Error> {
-        Command::try_parse_from(std::iter::once("quartet-database").chain(args.iter().copied()))
-            .map(|command| command.store)
+        quartet_runtime::config::parse_options(args.iter().copied())
     }
 
     fn with_url_file(contents: &str) -> (tempfile::TempDir, StoreOptions) {

@@ -1,43 +1,19 @@
 //! `quartet-database`: the people database on its own, as deployed.
 
-use std::net::SocketAddr;
-
 use anyhow::Context as _;
-use clap::Parser;
-use quartet_database::{DEFAULT_PORT, StoreOptions};
-use quartet_runtime::{Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
-
-/// Serves quartet.database.v1.PeopleService with health and reflection.
-#[derive(Debug, Parser)]
-#[command(name = "quartet-database", version, about)]
-struct Args {
-    /// Address to listen on for gRPC (port 0 picks a free port).
-    #[arg(long, env = "QUARTET_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
-    listen: SocketAddr,
-    #[command(flatten)]
-    store: StoreOptions,
-    #[command(flatten)]
-    telemetry: TelemetryOptions,
-    #[command(flatten)]
-    server: ServerOptions,
-}
+use quartet_database::DEFAULT_PORT;
+use quartet_runtime::Process;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _telemetry = telemetry::init(&args.telemetry, "quartet-database", "info")?;
-    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
-    let store = args
-        .store
-        .open()
+    let (process, options) = Process::parse("quartet-database", ABOUT).await?;
+    let handler = quartet_database::handler(&options)
         .await
         .context("cannot open the people store")?;
-    let server = quartet_database::server(args.server, shutdown, store)
-        .record_into(&metrics)
-        .bind(args.listen)
-        .await?;
-    server.announce()?;
-    server.serve().await?;
-    Ok(())
+    Ok(process
+        .host(quartet_database::server, handler, DEFAULT_PORT)
+        .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.database.v1.PeopleService with health and reflection";

@@ -27,7 +27,6 @@ use quartet_proto::database::v1::{
     UpdatePersonRequest, WatchPeopleRequest,
     people_service_server::{PeopleService, PeopleServiceServer},
 };
-use quartet_runtime::DrainSignal;
 use recording::{CALLS, Run, assert_linearizable, check_history, finish, start_clients};
 use tokio::{process::Command, sync::oneshot, time::timeout};
 use tonic::{Request, Response, Status, Streaming};
@@ -284,7 +283,7 @@ async fn checker_catches_a_store_that_serves_one_stale_read() {
     };
     let (served_tx, served_rx) = oneshot::channel();
     let broken = StaleOnce {
-        inner: PeopleHandler::new(options.open().await.unwrap(), DrainSignal::never()),
+        inner: quartet_database::handler(&options).await.unwrap(),
         seen: Arc::default(),
         served: Arc::new(Mutex::new(Some(served_tx))),
     };

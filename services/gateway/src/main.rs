@@ -1,56 +1,40 @@
 //! `quartet-gateway`: the plain-text protocols, bridged to the gRPC services.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 
-use anyhow::Context as _;
-use clap::Parser;
+use clap::Args;
 use quartet_gateway::{DEFAULT_HEALTH_PORT, Gateway, GatewayOptions, UpstreamOptions};
-use quartet_runtime::{GrpcServer, Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
+use quartet_runtime::{GrpcServer, Process};
 
-/// Serves the text protocols on TCP 7001-7004 and UDP 7004.
-#[derive(Debug, Parser)]
-#[command(name = "quartet-gateway", version, about)]
-struct Args {
-    /// Where the gateway's gRPC health service listens (for Kubernetes probes).
-    #[arg(long, env = "QUARTET_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_HEALTH_PORT)))]
-    listen: SocketAddr,
+/// The gateway's own flags: its listeners and limits, and where the services are.
+#[derive(Debug, Args)]
+struct GatewayArgs {
     #[command(flatten)]
     gateway: GatewayOptions,
     #[command(flatten)]
     upstreams: UpstreamOptions,
-    #[command(flatten)]
-    telemetry: TelemetryOptions,
-    #[command(flatten)]
-    server: ServerOptions,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _telemetry = telemetry::init(&args.telemetry, "quartet-gateway", "info")?;
-    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
-    let options = GatewayOptions {
-        max_connections: args.server.limits.max_connections,
-        ..args.gateway
-    };
-    let gateway = Gateway::new(
-        options,
+    // `--listen` is where its gRPC health service answers Kubernetes' probes.
+    let about = "Serves the text protocols on TCP 7001-7004 and UDP 7004";
+    let (process, args) = Process::parse::<GatewayArgs>("quartet-gateway", about).await?;
+    let server = process.server_options();
+    let shutdown = process.shutdown();
+    let gateway = Gateway::under(
+        args.gateway,
         args.upstreams,
+        &server,
         shutdown.clone(),
-        args.server.shutdown.clone(),
-        &metrics,
+        process.metrics(),
     )
     .bind(Ipv4Addr::UNSPECIFIED.into())
     .await?;
-    let health = GrpcServer::new("gateway", args.server, shutdown)
-        .record_into(&metrics)
-        .bind(args.listen)
-        .await?;
     gateway.announce()?;
-    health.announce()?;
-    let health = health.spawn()?;
-    gateway.serve().await;
-    health.stopped().await?;
+    let gateway = gateway.spawn();
+    let health = GrpcServer::new("gateway", server, shutdown);
+    process.serve(health, DEFAULT_HEALTH_PORT).await?;
+    gateway.stopped().await;
     Ok(())
 }

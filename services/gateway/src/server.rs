@@ -12,7 +12,7 @@ use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{family::Family, gauge::Gauge},
 };
-use quartet_runtime::{DrainSignal, Metrics, Shutdown, ShutdownPolicy};
+use quartet_runtime::{DrainSignal, Metrics, ServerOptions, Shutdown, ShutdownPolicy};
 use tokio::{
     net::{TcpListener, UdpSocket},
     sync::Semaphore,
@@ -78,6 +78,29 @@ impl Gateway {
             connections,
             transform_streams,
         }
+    }
+
+    /// A gateway beside the servers of a process, under their flags: the
+    /// process's `--max-connections` caps its text connections too, and its
+    /// shutdown delay and drain timeout stop it.
+    pub fn under(
+        options: GatewayOptions,
+        upstreams: UpstreamOptions,
+        server: &ServerOptions,
+        shutdown: Shutdown,
+        metrics: &Metrics,
+    ) -> Self {
+        let options = GatewayOptions {
+            max_connections: server.limits.max_connections,
+            ..options
+        };
+        Self::new(
+            options,
+            upstreams,
+            shutdown,
+            server.shutdown.clone(),
+            metrics,
+        )
     }
 
     /// Binds every enabled listener and starts the worker threads; `host` is

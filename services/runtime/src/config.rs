@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Parser};
 
 use crate::{auth::AuthOptions, tls::TlsOptions};
 
@@ -174,37 +174,42 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A command line of one flattened options struct.
+#[derive(Debug, Parser)]
+struct Only<O: Args> {
+    #[command(flatten)]
+    options: O,
+}
+
+/// Options `O` parsed from `args` (the flags alone, no program name) as a
+/// binary that flattens them parses them, environment fallbacks included:
+/// how tests hold an options type's `Default` to its flags' defaults.
+pub fn parse_options<'a, O: Args>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> Result<O, clap::Error> {
+    Only::<O>::try_parse_from(std::iter::once("quartet").chain(args)).map(|only| only.options)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ServerOptions;
-    use clap::Parser;
+    use super::{ServerOptions, parse_options};
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        options: ServerOptions,
+    fn parse(args: &[&str]) -> Result<ServerOptions, clap::Error> {
+        parse_options(args.iter().copied())
     }
 
     #[test]
     fn clap_defaults_equal_default_impl() {
         // Environment variables would change the parse; the names are ours and
         // no test sets them.
-        let parsed = Cli::try_parse_from(["server"]).unwrap();
-        assert_eq!(parsed.options, ServerOptions::default());
+        assert_eq!(parse(&[]).unwrap(), ServerOptions::default());
     }
 
     #[test]
     fn durations_parse_human_units() {
-        let parsed = Cli::try_parse_from([
-            "server",
-            "--request-timeout",
-            "1500ms",
-            "--drain-timeout",
-            "1m",
-        ])
-        .unwrap();
-        assert_eq!(parsed.options.limits.request_timeout.as_millis(), 1500);
-        assert_eq!(parsed.options.shutdown.drain_timeout.as_secs(), 60);
+        let parsed = parse(&["--request-timeout", "1500ms", "--drain-timeout", "1m"]).unwrap();
+        assert_eq!(parsed.limits.request_timeout.as_millis(), 1500);
+        assert_eq!(parsed.shutdown.drain_timeout.as_secs(), 60);
     }
 
     #[test]
@@ -213,16 +218,14 @@ mod tests {
             ("--http2-handshake-timeout", "0s"),
             ("--max-connections", "0"),
         ] {
-            let error = Cli::try_parse_from(["server", flag, value]).err().unwrap();
+            let error = parse(&[flag, value]).err().unwrap();
             assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
         }
     }
 
     #[test]
     fn bad_duration_is_a_usage_error() {
-        let error = Cli::try_parse_from(["server", "--request-timeout", "soon"])
-            .err()
-            .unwrap();
+        let error = parse(&["--request-timeout", "soon"]).err().unwrap();
         assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
     }
 }

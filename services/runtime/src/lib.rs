@@ -1,14 +1,16 @@
 //! # quartet-runtime
 //!
 //! What every Quartet server does the same way, so each service crate only
-//! implements its contract. A binary parses [`ProcessOptions`], starts its
-//! [`Process`] (telemetry, signals, the process's [`Metrics`]), builds a
-//! [`GrpcServer`] with its services, and hands it to the process to bind,
-//! announce and serve.
+//! implements its contract. A binary parses its command line and starts its
+//! [`Process`] in one call ([`Process::parse`]: the [`ProcessOptions`] every
+//! server takes plus its service's own; telemetry, signals, the process's
+//! [`Metrics`]), builds a [`GrpcServer`] with its service, and hands it to the
+//! process to bind, announce and serve.
 //!
 //! # Layout
 //! - [`config`]: the shared flags ([`Limits`], [`ShutdownPolicy`]) with env fallbacks.
-//! - [`process`]: [`Process`], what every server binary does around its server.
+//! - [`process`]: [`Process`], what every server binary does around its
+//!   server, from parsing its flags to serving.
 //! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
 //! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
 //!   works and reports the real port), serving and the shutdown sequence.

@@ -176,6 +176,12 @@ impl GrpcServer {
         })
     }
 
+    /// Binds `addr` and serves on a background task ([`Self::bind`], then
+    /// [`BoundServer::spawn`]): how tests and in-process suites start a server.
+    pub async fn spawn_on(self, addr: SocketAddr) -> Result<RunningServer, ServeError> {
+        self.bind(addr).await?.spawn()
+    }
+
     /// Assembles the router every call goes through (the services, health and
     /// reflection, behind the layers in the order `lib.rs` lists them), and
     /// returns the future that serves `incoming` with it until `stop_accepting`

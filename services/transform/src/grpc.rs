@@ -8,7 +8,7 @@ use prost::Message as _;
 use quartet_proto::transform::v1::{
     self as pb, TransformRequest, TransformResponse, transform_service_server::TransformService,
 };
-use quartet_runtime::{DrainSignal, UntilDrained};
+use quartet_runtime::{DrainSignal, Limits, UntilDrained};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{error::TransformError, text::Operation};
@@ -38,10 +38,22 @@ pub struct TransformHandler {
     drain: DrainSignal,
 }
 
+impl Default for TransformHandler {
+    /// A handler within the default message limit whose streams never drain:
+    /// [`crate::server`] gives it the server's limit and drain signal.
+    fn default() -> Self {
+        Self {
+            max_message_bytes: Limits::default().max_message_bytes,
+            drain: DrainSignal::never(),
+        }
+    }
+}
+
 impl TransformHandler {
-    /// A handler whose answers stay within `max_message_bytes` and whose streams
-    /// end when `drain` fires.
-    pub fn new(max_message_bytes: usize, drain: DrainSignal) -> Self {
+    /// The same handler, its answers kept within `max_message_bytes` and its
+    /// streams ended when `drain` fires: what the hosting server decides.
+    #[must_use]
+    pub fn hosted(self, max_message_bytes: usize, drain: DrainSignal) -> Self {
         Self {
             max_message_bytes,
             drain,

@@ -1,23 +1,16 @@
 //! `quartet-transform`: the transform service on its own, as deployed.
 
-use clap::Parser;
-use quartet_runtime::{Process, ProcessOptions};
+use quartet_runtime::Process;
 use quartet_transform::DEFAULT_PORT;
-
-/// Serves quartet.transform.v1.TransformService with health and reflection.
-#[derive(Debug, Parser)]
-#[command(name = "quartet-transform", version, about)]
-struct Args {
-    #[command(flatten)]
-    process: ProcessOptions,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Args { process: options } = Args::parse();
-    let process = Process::start("quartet-transform", &options).await?;
-    let server = quartet_transform::server(options.server.clone(), process.shutdown());
+    let (process, options) = Process::parse("quartet-transform", ABOUT).await?;
+    let handler = quartet_transform::handler(&options).await?;
     Ok(process
-        .serve(server, options.listen_or(DEFAULT_PORT))
+        .host(quartet_transform::server, handler, DEFAULT_PORT)
         .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.transform.v1.TransformService with health and reflection";

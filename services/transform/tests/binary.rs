@@ -6,7 +6,7 @@
 
 use quartet_e2e::{
     ServerProcess, Signal, assert_usage_error, exit_of,
-    grpc::{failure, next, request_stream, watch_health},
+    grpc::{failure, next, open_stream, watch_health},
 };
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, transform_service_client::TransformServiceClient,
@@ -47,12 +47,7 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
     let mut watch = watch_health(channel, "").await;
     assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
 
-    let (sender, requests) = request_stream();
-    let mut answers = client
-        .transform_stream(requests)
-        .await
-        .unwrap()
-        .into_inner();
+    let (sender, mut answers) = open_stream(|requests| client.transform_stream(requests)).await;
     sender
         .send(TransformRequest {
             operation: Operation::Reverse.into(),

@@ -4,20 +4,19 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quartet_e2e::grpc::{assert_status, failure, next, request_stream, within};
+use quartet_e2e::grpc::{assert_status, failure, next, open_stream, within};
 use quartet_proto::transform::v1::{
     Operation, TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
+use quartet_transform::TransformHandler;
 use tonic::{Code, transport::Channel};
 
 async fn start(options: ServerOptions) -> RunningServer {
-    quartet_transform::server(options, Shutdown::new())
-        .bind("127.0.0.1:0".parse().unwrap())
+    quartet_transform::server(options, Shutdown::new(), TransformHandler::default())
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .spawn()
         .unwrap()
 }
 
@@ -247,12 +246,7 @@ async fn stream_ends_with_unavailable_when_the_server_drains() {
     let server = start(ServerOptions::default()).await;
     let mut client = client(&server).await;
 
-    let (sender, requests) = request_stream();
-    let mut responses = client
-        .transform_stream(requests)
-        .await
-        .unwrap()
-        .into_inner();
+    let (sender, mut responses) = open_stream(|requests| client.transform_stream(requests)).await;
     sender
         .send(request(Operation::Upper, "before"))
         .await

@@ -31,18 +31,22 @@ pub struct WeatherHandler {
 }
 
 impl WeatherHandler {
-    /// A handler serving `provider`, whose watch streams end when `drain`
-    /// fires and are counted (and capped) by `watches`.
-    pub fn new(
-        provider: Arc<dyn ReadingProvider>,
-        drain: DrainSignal,
-        watches: OpenWatches,
-    ) -> Self {
+    /// A handler serving `provider`, whose watch streams are counted (and
+    /// capped) by `watches` and never drain: [`crate::server`] gives it the
+    /// server's drain signal.
+    pub fn new(provider: Arc<dyn ReadingProvider>, watches: OpenWatches) -> Self {
         Self {
             provider,
-            drain,
+            drain: DrainSignal::never(),
             watches,
         }
+    }
+
+    /// The same handler, its watch streams ended when `drain` fires: what the
+    /// hosting server decides.
+    #[must_use]
+    pub fn hosted(self, drain: DrainSignal) -> Self {
+        Self { drain, ..self }
     }
 
     /// The open watch streams, for metrics.

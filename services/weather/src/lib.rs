@@ -18,8 +18,11 @@
 //!   which counts and caps open streams.
 //! - [`error`]: [`WeatherError`] and its one mapping to a gRPC status.
 //! - [`grpc`]: the thin adapter from the generated service trait to the domain.
-//! - [`options`]: the service's own flags (`--observations`, `--max-watches`).
-//! - [`server`] (this file): assembles the service on a [`GrpcServer`].
+//! - [`options`]: [`WeatherOptions`], the service's own flags
+//!   (`--observations`, `--max-watches`).
+//! - This file: the shape every Quartet service shares. [`handler`] builds
+//!   the service from its [`WeatherOptions`]; [`server`] hosts a handler on a
+//!   [`GrpcServer`] of the shared runtime.
 //! - `main.rs`: the `quartet-weather` binary.
 
 pub mod error;
@@ -29,7 +32,7 @@ pub mod provider;
 pub mod reading;
 pub mod watch;
 
-use quartet_proto::weather::v1::weather_service_server::WeatherServiceServer;
+use quartet_proto::{MessageLimit as _, weather::v1::weather_service_server::WeatherServiceServer};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use error::WeatherError;
@@ -42,37 +45,25 @@ pub use watch::OpenWatches;
 /// The default gRPC port (DESIGN.md).
 pub const DEFAULT_PORT: u16 = 50053;
 
-/// A server hosting the weather service as `weather` configures it, with the
-/// shared runtime around it. Fails when the observations file is unusable.
-pub fn server(
-    options: ServerOptions,
-    shutdown: Shutdown,
-    weather: &WeatherOptions,
-) -> Result<GrpcServer, WeatherError> {
-    let handler = WeatherHandler::new(
-        weather.provider()?,
-        shutdown.drain_signal(),
-        OpenWatches::new(weather.max_watches),
-    );
-    Ok(server_with_handler(options, shutdown, handler))
+/// The handler `options` describe: loads and checks the observations file
+/// first, when one is given.
+#[allow(clippy::unused_async)]
+pub async fn handler(options: &WeatherOptions) -> Result<WeatherHandler, WeatherError> {
+    Ok(WeatherHandler::new(
+        options.provider()?,
+        OpenWatches::new(options.max_watches),
+    ))
 }
 
-/// A server hosting `handler`; tests use it to keep a hand on the handler's
-/// [`OpenWatches`] or to serve a provider of their own.
-pub fn server_with_handler(
-    options: ServerOptions,
-    shutdown: Shutdown,
-    handler: WeatherHandler,
-) -> GrpcServer {
+/// A server hosting `handler`, with the shared runtime around it: the
+/// server's drain ends the watches, whose count is a metric.
+pub fn server(options: ServerOptions, shutdown: Shutdown, handler: WeatherHandler) -> GrpcServer {
     let limit = options.limits.max_message_bytes;
     let watches = handler.watches().gauge();
+    let handler = handler.hosted(shutdown.drain_signal());
     GrpcServer::new("weather", options, shutdown)
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
-        .add_service(
-            WeatherServiceServer::new(handler)
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
+        .add_service(WeatherServiceServer::new(handler).limited_to(limit))
         .register_metrics(move |metrics| {
             metrics.register("weather_watches", "Watch streams open now", watches);
         })

@@ -1,38 +1,16 @@
 //! `quartet-weather`: the weather service on its own, as deployed.
 
-use std::net::SocketAddr;
-
-use anyhow::Context as _;
-use clap::Parser;
-use quartet_runtime::{Metrics, ServerOptions, Shutdown, TelemetryOptions, telemetry};
-use quartet_weather::{DEFAULT_PORT, WeatherOptions};
-
-/// Serves quartet.weather.v1.WeatherService with health and reflection.
-#[derive(Debug, Parser)]
-#[command(name = "quartet-weather", version, about)]
-struct Args {
-    /// Address to listen on for gRPC (port 0 picks a free port).
-    #[arg(long, env = "QUARTET_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)))]
-    listen: SocketAddr,
-    #[command(flatten)]
-    weather: WeatherOptions,
-    #[command(flatten)]
-    telemetry: TelemetryOptions,
-    #[command(flatten)]
-    server: ServerOptions,
-}
+use quartet_runtime::Process;
+use quartet_weather::DEFAULT_PORT;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let _telemetry = telemetry::init(&args.telemetry, "quartet-weather", "info")?;
-    let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
-    let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;
-    let server = quartet_weather::server(args.server, shutdown, &args.weather)?
-        .record_into(&metrics)
-        .bind(args.listen)
-        .await?;
-    server.announce()?;
-    server.serve().await?;
-    Ok(())
+    let (process, options) = Process::parse("quartet-weather", ABOUT).await?;
+    let handler = quartet_weather::handler(&options).await?;
+    Ok(process
+        .host(quartet_weather::server, handler, DEFAULT_PORT)
+        .await?)
 }
+
+/// What `--help` says the binary is.
+const ABOUT: &str = "Serves quartet.weather.v1.WeatherService with health and reflection";

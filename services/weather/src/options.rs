@@ -53,18 +53,15 @@ impl WeatherOptions {
 
 #[cfg(test)]
 mod tests {
-    use super::WeatherOptions;
-    use clap::Parser;
+    use quartet_runtime::config::parse_options;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        weather: WeatherOptions,
-    }
+    use super::WeatherOptions;
 
     #[test]
     fn clap_defaults_equal_default_impl() {
-        let parsed = Cli::try_parse_from(["weather"]).unwrap();
-        assert_eq!(parsed.weather, WeatherOptions::default());
+        assert_eq!(
+            parse_options::<WeatherOptions>([]).unwrap(),
+            WeatherOptions::default()
+        );
     }
 }

@@ -22,11 +22,6 @@ impl LocalBackplane {
     pub fn new(hub: Arc<RoomHub>) -> Self {
         Self { hub }
     }
-
-    /// The hub, for benchmarks and tests that look inside.
-    pub fn hub(&self) -> &Arc<RoomHub> {
-        &self.hub
-    }
 }
 
 impl Backplane for LocalBackplane {
@@ -58,5 +53,9 @@ impl Backplane for LocalBackplane {
         limit: usize,
     ) -> Result<HistoryPage, ChatError> {
         self.hub.history(room, since, limit)
+    }
+
+    fn hub(&self) -> &Arc<RoomHub> {
+        &self.hub
     }
 }

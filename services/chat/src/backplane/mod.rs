@@ -1,25 +1,27 @@
 //! Backplanes: who sequences a room's lines and carries them to its members.
 //!
+//! - [`any`]: [`AnyBackplane`], whichever of the two the flags chose.
 //! - [`local`]: this process alone ([`LocalBackplane`]); the [`RoomHub`]
 //!   sequences lines and fans them out. The default.
 //! - [`nats`]: several replicas through NATS ([`NatsBackplane`]); JetStream
 //!   sequences and keeps history, a KV bucket holds nick claims, and each
 //!   replica's hub fans lines out to its own members.
 //!
-//! [`RoomHub`]: crate::hub::RoomHub
 
+pub mod any;
 pub mod local;
 pub mod nats;
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
+pub use any::AnyBackplane;
 pub use local::LocalBackplane;
 pub use nats::{NatsBackplane, NatsOptions};
 
 use crate::{
     error::ChatError,
     event::{HistoryPage, LeaveReason, RoomSummary},
-    hub::Membership,
+    hub::{Membership, RoomHub},
     names::{Nick, RoomName},
 };
 
@@ -60,4 +62,7 @@ pub trait Backplane: Send + Sync + 'static {
         since: Option<u64>,
         limit: usize,
     ) -> impl Future<Output = Result<HistoryPage, ChatError>> + Send;
+
+    /// The hub of this server's members, which the service's metrics count.
+    fn hub(&self) -> &Arc<RoomHub>;
 }

@@ -10,7 +10,8 @@ use futures_util::StreamExt as _;
 
 use std::time::Duration;
 
-use quartet_chat::{BackplaneOptions, ChatConfig};
+use quartet_chat::{BackplaneOptions, ChatConfig, ChatOptions};
+use quartet_e2e::external;
 use quartet_proto::chat::v1::{
     ChatMessage, ClientEvent, GetHistoryRequest, GetHistoryResponse, Join, Joined, Leave,
     LeaveReason, ListRoomsRequest, Notice, Room, Say, ServerEvent,
@@ -62,13 +63,14 @@ async fn serve(
     config: ChatConfig,
     backplane: &BackplaneOptions,
 ) -> RunningServer {
-    quartet_chat::server_with_backplane(options, Shutdown::new(), config, backplane)
+    let chat = ChatOptions {
+        backplane: backplane.clone(),
+        config,
+    };
+    let handler = quartet_chat::handler(&chat).await.unwrap();
+    quartet_chat::server(options, Shutdown::new(), handler)
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
         .unwrap()
 }
 
@@ -362,19 +364,7 @@ impl Member {
 /// to stderr directly, past the test harness' capture). Under `CI=true` a
 /// missing NATS is a failure: CI must not skip silently.
 pub fn nats_url() -> Option<String> {
-    use std::io::Write as _;
-    let url = std::env::var("QUARTET_TEST_NATS_URL").ok();
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "QUARTET_TEST_NATS_URL must be set in CI"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED nats backplane test: QUARTET_TEST_NATS_URL is not set"
-        );
-    }
-    url
+    external::required(external::NATS_URL, "nats backplane test")
 }
 
 /// A prefix unique to one test; everything created under it is deleted when

@@ -78,12 +78,12 @@ pub(crate) async fn start(backend: &Backend) -> Fixture {
 
 /// A server on `backend` keeping the last `retention` changes, and a client of it.
 pub(crate) async fn start_with(backend: &Backend, retention: u64) -> Fixture {
-    let store = backend.options(retention).open().await.unwrap();
-    let server = quartet_database::server(ServerOptions::default(), Shutdown::new(), store)
-        .bind("127.0.0.1:0".parse().unwrap())
+    let handler = quartet_database::handler(&backend.options(retention))
         .await
-        .unwrap()
-        .spawn()
+        .unwrap();
+    let server = quartet_database::server(ServerOptions::default(), Shutdown::new(), handler)
+        .spawn_on("127.0.0.1:0".parse().unwrap())
+        .await
         .unwrap();
     let client = PeopleServiceClient::connect(server.url()).await.unwrap();
     Fixture { server, client }

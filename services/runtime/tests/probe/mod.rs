@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use quartet_e2e::grpc::{next, request_stream, within};
+use quartet_e2e::grpc::{next, open_stream, within};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
     transform_service_client::TransformServiceClient,
@@ -128,11 +128,7 @@ pub async fn echo(
 pub async fn open_echo_stream(
     client: &mut TransformServiceClient<Channel>,
 ) -> (mpsc::Sender<TransformRequest>, Streaming<TransformResponse>) {
-    let (sender, requests) = request_stream();
-    let mut echoes = within(client.transform_stream(requests))
-        .await
-        .unwrap()
-        .into_inner();
+    let (sender, mut echoes) = open_stream(|requests| client.transform_stream(requests)).await;
     sender.send(say("ping")).await.unwrap();
     assert_eq!(next(&mut echoes).await.text, "ping");
     (sender, echoes)

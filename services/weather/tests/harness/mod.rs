@@ -28,13 +28,8 @@ pub(crate) fn sample_file() -> PathBuf {
 
 /// A server as `weather` configures it, on a free port.
 pub(crate) async fn start_with(weather: &WeatherOptions) -> RunningServer {
-    quartet_weather::server(ServerOptions::default(), Shutdown::new(), weather)
-        .unwrap()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
+    let handler = quartet_weather::handler(weather).await.unwrap();
+    spawn(ServerOptions::default(), handler).await
 }
 
 /// A server of the simulated climate, on a free port.
@@ -49,13 +44,14 @@ pub(crate) async fn serve(
     provider: Arc<dyn ReadingProvider>,
     watches: OpenWatches,
 ) -> RunningServer {
-    let shutdown = Shutdown::new();
-    let handler = WeatherHandler::new(provider, shutdown.drain_signal(), watches);
-    quartet_weather::server_with_handler(options, shutdown, handler)
-        .bind("127.0.0.1:0".parse().unwrap())
+    spawn(options, WeatherHandler::new(provider, watches)).await
+}
+
+/// A server of `handler` under `options`, on a free port.
+async fn spawn(options: ServerOptions, handler: WeatherHandler) -> RunningServer {
+    quartet_weather::server(options, Shutdown::new(), handler)
+        .spawn_on("127.0.0.1:0".parse().unwrap())
         .await
-        .unwrap()
-        .spawn()
         .unwrap()
 }
 

@@ -26,7 +26,7 @@ use tracing::warn;
 
 use super::{
     naming::{claim_key, room_hash},
-    presence::PresenceNote,
+    note::PresenceNote,
     writer::Writer,
 };
 use crate::{

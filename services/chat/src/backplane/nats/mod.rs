@@ -22,12 +22,13 @@
 //!   NATS is away is refused at once and never stored later.
 //!
 //! Layout: `streams.rs` (lines), `presence.rs` (notes between replicas),
-//! `claims.rs` (nicks), `writer.rs` (the connection for writes whose failure
+//! `note.rs` (the note itself, also a claim's value), `claims.rs` (nicks), `writer.rs` (the connection for writes whose failure
 //! is final), `naming.rs` (every stream, subject and key name); this file
 //! connects, opens rooms, and implements [`Backplane`] from those pieces.
 
 mod claims;
 mod naming;
+mod note;
 mod presence;
 mod streams;
 mod writer;
@@ -55,7 +56,7 @@ use crate::{
 };
 use claims::Claims;
 use naming::Naming;
-use presence::PresenceNote;
+use note::PresenceNote;
 use writer::Writer;
 
 pub use claims::{HEARTBEAT, MEMBER_TTL};
@@ -355,5 +356,9 @@ impl Backplane for NatsBackplane {
             self.open_room(room).await?;
         }
         self.hub.history(room, since, limit)
+    }
+
+    fn hub(&self) -> &Arc<RoomHub> {
+        &self.hub
     }
 }

@@ -2,70 +2,19 @@
 //! a core NATS subject per room (best effort: not stored, not part of the
 //! sequence). The same note is the value of a nick claim.
 
-use std::{
-    collections::BTreeSet,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures_util::StreamExt as _;
-use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{claims::Claims, naming::room_hash};
+use super::{claims::Claims, naming::room_hash, note::PresenceNote};
 use crate::{
     error::ChatError,
-    event::{LeaveReason, Presence},
     hub::RoomHub,
     names::{Nick, RoomName},
 };
-
-/// A presence event on the wire, and the value of a nick claim.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) struct PresenceNote {
-    /// The replica the member is connected to.
-    replica: String,
-    room: String,
-    /// The nick as its owner typed it (claim keys hold only its folded form).
-    pub(super) nick: String,
-    left: Option<LeaveReason>,
-    time: SystemTime,
-}
-
-impl PresenceNote {
-    /// A note from `replica` that `nick` joined `room` (`left` is `None`) or
-    /// left it, now.
-    pub(super) fn new(
-        replica: &str,
-        room: &RoomName,
-        nick: &Nick,
-        left: Option<LeaveReason>,
-    ) -> Self {
-        Self {
-            replica: replica.to_owned(),
-            room: room.to_string(),
-            nick: nick.to_string(),
-            left,
-            time: SystemTime::now(),
-        }
-    }
-
-    /// The note as a domain event; `None` for `own_replica`'s own notes and
-    /// for names that do not parse.
-    pub(super) fn into_presence(self, own_replica: &str) -> Option<Presence> {
-        if self.replica == own_replica {
-            return None;
-        }
-        Some(Presence {
-            room: RoomName::parse(&self.room).ok()?,
-            nick: Nick::parse(&self.nick).ok()?,
-            left: self.left,
-            time: self.time,
-        })
-    }
-}
 
 /// Longest a presence note waits to be flushed. While NATS is away the note
 /// stays queued in the client and goes out once NATS is back; a leave is not

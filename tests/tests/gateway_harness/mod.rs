@@ -1,11 +1,14 @@
-//! Every service on port 0, a gateway in front of them, and a line client.
+//! Every service on port 0 (assembled by `quartet-suite`, as `quartet serve`
+//! assembles them), a gateway in front of them, and line clients.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use quartet_chat::AnyBackplane;
 use quartet_gateway::{Gateway, GatewayOptions, Protocol, RunningGateway, UpstreamOptions};
-use quartet_runtime::{RunningServer, ServerOptions, Shutdown, ShutdownPolicy};
+use quartet_runtime::{Metrics, ServerOptions, Shutdown, ShutdownPolicy};
+use quartet_suite::{Handler, RunningSuite, Service, ServiceOptions, Suite};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{
@@ -15,27 +18,14 @@ use tokio::{
     time::timeout,
 };
 
-/// Every test finishes well within this.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use quartet_e2e::DEADLINE;
 
 /// The four services, running.
 pub struct Services {
-    pub transform: RunningServer,
-    pub database: RunningServer,
-    pub weather: RunningServer,
-    pub chat: RunningServer,
+    suite: RunningSuite,
     /// The chat server's backplane, to say what the service itself would refuse.
-    pub chat_backplane: Arc<quartet_chat::LocalBackplane>,
+    pub chat_backplane: Arc<AnyBackplane>,
     _data: tempfile::TempDir,
-}
-
-async fn serve(server: quartet_runtime::GrpcServer) -> RunningServer {
-    server
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-        .spawn()
-        .unwrap()
 }
 
 impl Services {
@@ -48,72 +38,70 @@ impl Services {
     /// embedded store of its own.
     pub async fn start_with_database(database_url: Option<String>) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let store = quartet_database::StoreOptions {
-            data_dir: data.path().to_owned(),
-            database_url,
-            database_url_file: None,
-            change_retention: 1000,
-        }
-        .open()
-        .await
-        .unwrap();
-        let chat_config = quartet_chat::ChatConfig::default();
-        let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
-        let chat_backplane = Arc::new(quartet_chat::LocalBackplane::new(hub));
+        let mut options = ServiceOptions::embedded(data.path().to_owned());
+        options.store.database_url = database_url;
+        let chat = Handler::open(Service::Chat, &options).await.unwrap();
+        let Handler::Chat(chat_handler) = &chat else {
+            unreachable!("Handler::open(Service::Chat) builds the chat handler")
+        };
+        let chat_backplane = chat_handler.backplane().clone();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = [Service::Transform, Service::Database, Service::Weather]
+            .map(|service| (service, any_port));
+        let suite = Suite::new(ServerOptions::default(), Shutdown::new(), Metrics::new())
+            .bind(&listen, &options)
+            .await
+            .unwrap()
+            .bind_handler(chat, any_port)
+            .await
+            .unwrap()
+            .spawn()
+            .unwrap();
         Self {
-            transform: serve(quartet_transform::server(
-                ServerOptions::default(),
-                Shutdown::new(),
-            ))
-            .await,
-            database: serve(quartet_database::server(
-                ServerOptions::default(),
-                Shutdown::new(),
-                store,
-            ))
-            .await,
-            weather: serve(
-                quartet_weather::server(
-                    ServerOptions::default(),
-                    Shutdown::new(),
-                    &quartet_weather::WeatherOptions::default(),
-                )
-                .unwrap(),
-            )
-            .await,
-            chat: serve(quartet_chat::server(
-                ServerOptions::default(),
-                Shutdown::new(),
-                chat_config,
-                chat_backplane.clone(),
-            ))
-            .await,
+            suite,
             chat_backplane,
             _data: data,
         }
     }
 
+    /// The gRPC URL of `service`.
+    pub fn url(&self, service: Service) -> String {
+        self.suite.server(service).unwrap().url()
+    }
+
+    /// The registry every service records into.
+    pub fn metrics(&self) -> &Metrics {
+        self.suite.server(Service::Transform).unwrap().metrics()
+    }
+
     pub fn upstream_options(&self) -> UpstreamOptions {
         UpstreamOptions {
-            transform_addr: self.transform.url(),
-            database_addr: self.database.url(),
-            weather_addr: self.weather.url(),
-            chat_addr: self.chat.url(),
+            transform_addr: self.url(Service::Transform),
+            database_addr: self.url(Service::Database),
+            weather_addr: self.url(Service::Weather),
+            chat_addr: self.url(Service::Chat),
             ..UpstreamOptions::default()
         }
     }
 }
 
+/// Every service, and a gateway on port 0 in front of them.
+pub async fn start(options: GatewayOptions) -> (Services, RunningGateway) {
+    let services = Services::start().await;
+    let gateway = gateway(options, &services.upstream_options()).await;
+    (services, gateway)
+}
+
 /// A gateway on port 0 in front of `upstreams`.
 pub async fn gateway(options: GatewayOptions, upstreams: &UpstreamOptions) -> RunningGateway {
-    gateway_with_metrics(options, upstreams, &quartet_runtime::Metrics::new()).await
+    gateway_with_metrics(options, upstreams, &Metrics::new()).await
 }
 
 /// A gateway on port 0 in front of `upstreams`, recording into `metrics`.
 pub async fn gateway_with_metrics(
     options: GatewayOptions,
     upstreams: &UpstreamOptions,
-    metrics: &quartet_runtime::Metrics,
+    metrics: &Metrics,
 ) -> RunningGateway {
     let policy = ShutdownPolicy {
         drain_timeout: Duration::from_secs(2),
@@ -128,7 +116,7 @@ pub async fn gateway_with_metrics(
 
 /// The value of the metric sample `series` (`name{labels}`) in `metrics`, if
 /// it is there.
-pub fn sample(metrics: &quartet_runtime::Metrics, series: &str) -> Option<f64> {
+pub fn sample(metrics: &Metrics, series: &str) -> Option<f64> {
     metrics.encode().lines().find_map(|line| {
         let (name, value) = line.rsplit_once(' ')?;
         (name == series).then(|| value.parse().ok())?
@@ -136,7 +124,7 @@ pub fn sample(metrics: &quartet_runtime::Metrics, series: &str) -> Option<f64> {
 }
 
 /// Waits until `series` in `metrics` reads `value`.
-pub async fn until_sample(metrics: &quartet_runtime::Metrics, series: &str, value: f64) {
+pub async fn until_sample(metrics: &Metrics, series: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while sample(metrics, series) != Some(value) {
         assert!(
@@ -146,6 +134,11 @@ pub async fn until_sample(metrics: &quartet_runtime::Metrics, series: &str, valu
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `count` lines in one string, the i-th `line(i)`: what a user pastes.
+pub fn paste(count: usize, line: impl Fn(usize) -> String) -> String {
+    (0..count).map(|i| line(i) + "\n").collect()
 }
 
 /// A telnet-like user: writes lines, reads lines.
@@ -238,16 +231,22 @@ impl UdpUser {
         String::from_utf8(self.buffer[..len].to_vec()).unwrap()
     }
 
+    /// The next datagram, which must be a cookie challenge (`COOKIE xxxx`).
+    pub async fn challenge(&mut self) -> String {
+        let challenge = self.recv().await;
+        assert!(
+            challenge.starts_with("COOKIE "),
+            "expected a cookie, got {challenge:?}"
+        );
+        challenge
+    }
+
     /// Sends `first`, expects the cookie challenge, echoes it and expects
     /// `OK cookie`: from then on the session is open and `first` is read.
     pub async fn start(&mut self, first: &str) {
         self.send(first).await;
-        let challenge = self.recv().await;
-        let cookie = challenge
-            .strip_prefix("COOKIE ")
-            .unwrap_or_else(|| panic!("expected a cookie, got {challenge:?}"))
-            .to_owned();
-        self.send(&format!("COOKIE {cookie}")).await;
+        let challenge = self.challenge().await;
+        self.send(&challenge).await;
         assert_eq!(self.recv().await, "OK cookie");
     }
 }

@@ -4,23 +4,23 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{DEADLINE, LineClient, Services, gateway};
+use gateway_harness::{DEADLINE, LineClient, gateway, start};
 use quartet_gateway::{GatewayOptions, Protocol, UpstreamOptions};
 use quartet_runtime::{ServerOptions, Shutdown};
+use quartet_transform::TransformHandler;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream, time::timeout};
 
 #[tokio::test]
 async fn a_line_over_the_limit_is_refused_and_the_connection_closed() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         max_line_bytes: 1024,
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
     assert_eq!(
         user.ask(&format!("UPPER {}", "a".repeat(1000))).await,
@@ -40,8 +40,7 @@ async fn a_line_over_the_limit_is_refused_and_the_connection_closed() {
 
 #[tokio::test]
 async fn a_line_that_is_not_utf8_gets_err_and_the_connection_goes_on() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     for protocol in [
         Protocol::Transform,
         Protocol::Database,
@@ -62,12 +61,11 @@ async fn a_line_that_is_not_utf8_gets_err_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         idle_timeout: Duration::from_millis(300),
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     for protocol in [Protocol::Transform, Protocol::ChatTcp] {
         let mut user = LineClient::connect_to(&gateway, protocol).await;
         let started = Instant::now();
@@ -84,12 +82,11 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn connections_past_the_limit_are_refused_with_a_reason() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         max_connections: 2,
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     let mut first = LineClient::connect_to(&gateway, Protocol::Transform).await;
     let mut second = LineClient::connect_to(&gateway, Protocol::Database).await;
     assert_eq!(first.ask("UPPER a").await, "A");
@@ -149,11 +146,10 @@ async fn a_service_that_is_down_gives_unavailable_promptly_and_is_used_again_whe
         started.elapsed()
     );
 
-    let transform = quartet_transform::server(ServerOptions::default(), Shutdown::new())
-        .bind(format!("127.0.0.1:{port}").parse().unwrap())
+    let handler = TransformHandler::default();
+    let transform = quartet_transform::server(ServerOptions::default(), Shutdown::new(), handler)
+        .spawn_on(format!("127.0.0.1:{port}").parse().unwrap())
         .await
-        .unwrap()
-        .spawn()
         .unwrap();
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -169,12 +165,11 @@ async fn a_service_that_is_down_gives_unavailable_promptly_and_is_used_again_whe
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_cut_off_rather_than_buffered() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         idle_timeout: Duration::from_millis(500),
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     let mut stream = TcpStream::connect(gateway.address(Protocol::Transform).unwrap())
         .await
         .unwrap();
@@ -201,8 +196,7 @@ async fn a_client_that_never_reads_is_cut_off_rather_than_buffered() {
 
 #[tokio::test]
 async fn two_thousand_concurrent_connections_are_each_answered() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let addr = gateway.address(Protocol::Transform).unwrap();
     let mut users = Vec::new();
     for _ in 0..2000 {
@@ -224,8 +218,7 @@ async fn two_thousand_concurrent_connections_are_each_answered() {
 
 #[tokio::test]
 async fn an_unknown_verb_is_quoted_only_in_part() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     for protocol in [Protocol::Transform, Protocol::Database, Protocol::Weather] {
         let mut user = LineClient::connect_to(&gateway, protocol).await;
         let answer = user.ask(&"V".repeat(60_000)).await;

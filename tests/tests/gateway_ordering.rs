@@ -6,14 +6,14 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
 use std::{
     fmt::Write as _,
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use harness::{LineClient, Services, gateway};
+use gateway_harness::{LineClient, Services, gateway, start};
 use proptest::{
     prelude::*,
     test_runner::{Config, TestRunner},
@@ -184,8 +184,7 @@ fn a_pasted_script_on_postgres_answers_as_if_typed() {
 /// The issue's own reproduction, answer by answer.
 #[tokio::test]
 async fn alta_then_consulta_pasted_sees_each_write() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Database).await;
     user.send_bytes(
         b"ALTA x1 Ana\nCONSULTA x1\nMODIFICACION x1 Bea\nCONSULTA x1\nLIST x\nBAJA x1\nCONSULTA x1\n",

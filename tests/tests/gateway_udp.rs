@@ -6,11 +6,11 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
 use std::time::Duration;
 
-use harness::{DEADLINE, LineClient, Services, UdpUser, gateway};
+use gateway_harness::{DEADLINE, LineClient, UdpUser, start};
 use quartet_gateway::{GatewayOptions, Protocol};
 
 /// A room whose history answers a join with 60 KB.
@@ -31,19 +31,17 @@ async fn heavy_room(gateway: &quartet_gateway::RunningGateway, room: &str) {
 
 #[tokio::test]
 async fn a_spoofed_join_gets_no_more_than_three_times_its_size() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         max_line_bytes: 8192,
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     heavy_room(&gateway, "amproom").await;
 
     let mut victim = UdpUser::new(&gateway).await;
     let attack = "NICK amp1\nJOIN amproom";
     victim.send(attack).await;
-    let challenge = victim.recv().await;
-    assert!(challenge.starts_with("COOKIE "), "{challenge:?}");
+    let challenge = victim.challenge().await;
     assert!(
         challenge.len() <= 3 * attack.len(),
         "{} bytes for {}",
@@ -65,14 +63,12 @@ async fn a_spoofed_join_gets_no_more_than_three_times_its_size() {
 
 #[tokio::test]
 async fn a_datagram_too_small_to_carry_the_cookie_gets_no_answer() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = UdpUser::new(&gateway).await;
     // 4 bytes allow 12: less than `COOKIE xxxxxxxx` (15), so no answer at all.
     user.send("HELP").await;
     user.send("NICK uma\n").await;
-    let challenge = user.recv().await;
-    assert!(challenge.starts_with("COOKIE "), "{challenge:?}");
+    let challenge = user.challenge().await;
     user.send(&format!("COOKIE {}", &challenge[7..])).await;
     // Had HELP been answered, a second challenge would come first.
     assert_eq!(user.recv().await, "OK cookie");
@@ -82,12 +78,10 @@ async fn a_datagram_too_small_to_carry_the_cookie_gets_no_answer() {
 
 #[tokio::test]
 async fn a_wrong_cookie_is_challenged_again_and_lines_after_a_good_one_are_read() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = UdpUser::new(&gateway).await;
     user.send("COOKIE 00000000").await;
-    let challenge = user.recv().await;
-    assert!(challenge.starts_with("COOKIE "), "{challenge:?}");
+    let challenge = user.challenge().await;
     assert_ne!(challenge, "COOKIE 00000000");
     // The echo may carry the first lines itself.
     user.send(&format!("{challenge}\nNICK ida\nJOIN sala"))
@@ -100,13 +94,12 @@ async fn a_wrong_cookie_is_challenged_again_and_lines_after_a_good_one_are_read(
 
 #[tokio::test]
 async fn under_pressure_a_silent_session_gives_its_slot_to_a_new_sender() {
-    let services = Services::start().await;
     let options = GatewayOptions {
         max_udp_sessions: 1,
         udp_reclaim_after: Duration::from_millis(300),
         ..GatewayOptions::ephemeral()
     };
-    let gateway = gateway(options, &services.upstream_options()).await;
+    let (_services, gateway) = start(options).await;
     let mut first = UdpUser::new(&gateway).await;
     first.start("NICK one\n").await;
     assert_eq!(first.recv().await, "OK nick one");
@@ -133,6 +126,6 @@ async fn under_pressure_a_silent_session_gives_its_slot_to_a_new_sender() {
     }
     // The first's session is over: it is a stranger again.
     first.send("HELP\n").await;
-    assert!(first.recv().await.starts_with("COOKIE "));
+    first.challenge().await;
     gateway.stop().await;
 }

@@ -4,17 +4,15 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
-use std::fmt::Write as _;
-
-use harness::{LineClient, Services, UdpUser, gateway};
+use gateway_harness::{LineClient, UdpUser, paste, start};
 use quartet_gateway::{GatewayOptions, Protocol};
+use quartet_suite::Service;
 
 #[tokio::test]
 async fn transform_commands_answer_with_the_transformed_text() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
     assert_eq!(user.ask("UPPER straße").await, "STRASSE");
@@ -40,15 +38,11 @@ async fn transform_commands_answer_with_the_transformed_text() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
     // A thousand requests in one write, before reading any answer.
-    let requests = (0..1000).fold(String::new(), |mut requests, i| {
-        let _ = writeln!(requests, "REVERSE línea-{i}");
-        requests
-    });
+    let requests = paste(1000, |i| format!("REVERSE línea-{i}"));
     user.send_bytes(requests.as_bytes()).await;
     for i in 0..1000 {
         let expected: String = format!("línea-{i}").chars().rev().collect();
@@ -59,8 +53,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn database_commands_and_their_spanish_aliases() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Database).await;
 
     assert_eq!(
@@ -109,8 +102,7 @@ async fn database_commands_and_their_spanish_aliases() {
 
 #[tokio::test]
 async fn weather_commands_answer_numbers() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Weather).await;
 
     for command in [
@@ -163,8 +155,7 @@ async fn weather_commands_answer_numbers() {
 
 #[tokio::test]
 async fn two_telnet_users_chat_in_one_room_and_bye_leaves() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut ana = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
     let mut bo = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
 
@@ -213,8 +204,7 @@ async fn two_telnet_users_chat_in_one_room_and_bye_leaves() {
 
 #[tokio::test]
 async fn a_udp_user_and_a_tcp_user_share_a_room() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (_services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut uma = UdpUser::new(&gateway).await;
 
     // The first datagram is answered with a cookie; echoing it starts the
@@ -245,8 +235,7 @@ async fn forged_lines_never_reach_a_telnet_user_and_escapes_are_printed_inert() 
         ClientEvent, Join, Say, chat_service_client::ChatServiceClient, client_event,
     };
 
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut ana = LineClient::connect_to(&gateway, Protocol::ChatTcp).await;
     ana.ask("NICK ana").await;
     ana.ask("JOIN lobby").await;
@@ -262,7 +251,7 @@ async fn forged_lines_never_reach_a_telnet_user_and_escapes_are_printed_inert() 
         })))
         .await
         .unwrap();
-    let mut client = ChatServiceClient::connect(services.chat.url())
+    let mut client = ChatServiceClient::connect(services.url(Service::Chat))
         .await
         .unwrap();
     let _events = client

@@ -5,10 +5,9 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod harness;
+mod gateway_harness;
 
 use std::{
-    fmt::Write as _,
     pin::Pin,
     sync::{
         Arc,
@@ -18,7 +17,9 @@ use std::{
 };
 
 use futures_util::{Stream, StreamExt as _};
-use harness::{LineClient, Services, gateway, gateway_with_metrics, until_sample};
+use gateway_harness::{
+    LineClient, Services, gateway, gateway_with_metrics, paste, start, until_sample,
+};
 use quartet_gateway::{GatewayOptions, Protocol, UpstreamOptions};
 use quartet_proto::transform::v1::{
     TransformRequest, TransformResponse,
@@ -34,14 +35,10 @@ const UNARY_CALLS: &str = r#"grpc_server_handled_total{grpc_service="quartet.tra
 
 #[tokio::test]
 async fn a_connection_carries_all_its_lines_on_one_stream() {
-    let services = Services::start().await;
-    let gateway = gateway(GatewayOptions::ephemeral(), &services.upstream_options()).await;
+    let (services, gateway) = start(GatewayOptions::ephemeral()).await;
     let mut user = LineClient::connect_to(&gateway, Protocol::Transform).await;
 
-    let pasted = (0..500).fold(String::new(), |mut lines, i| {
-        let _ = writeln!(lines, "UPPER línea {i}");
-        lines
-    });
+    let pasted = paste(500, |i| format!("UPPER línea {i}"));
     user.send_bytes(pasted.as_bytes()).await;
     for i in 0..500 {
         assert_eq!(user.line().await, format!("LÍNEA {i}"));
@@ -55,9 +52,9 @@ async fn a_connection_carries_all_its_lines_on_one_stream() {
     assert_eq!(user.ask("QUIT").await, "OK bye");
 
     // The stream ends with the connection: one call, no unary ones.
-    until_sample(services.transform.metrics(), STREAM_CALLS, 1.0).await;
+    until_sample(services.metrics(), STREAM_CALLS, 1.0).await;
     assert!(
-        !services.transform.metrics().encode().contains(UNARY_CALLS),
+        !services.metrics().encode().contains(UNARY_CALLS),
         "no line may take a unary call"
     );
     gateway.stop().await;
@@ -158,10 +155,7 @@ async fn gateway_for(url: String, timeout: Duration) -> quartet_gateway::Running
 }
 
 fn numbered(count: usize) -> String {
-    (0..count).fold(String::new(), |mut lines, i| {
-        let _ = writeln!(lines, "UPPER n{i}");
-        lines
-    })
+    paste(count, |i| format!("UPPER n{i}"))
 }
 
 #[tokio::test]
