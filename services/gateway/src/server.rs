@@ -27,6 +27,7 @@ use crate::{
     options::{GatewayOptions, Listen, Protocol, UpstreamOptions},
     reply::err,
     upstreams::Upstreams,
+    web::{self, WebLimits, WebState, origin::AllowedOrigins},
     workers::{WorkerConfig, Workers},
 };
 
@@ -80,6 +81,15 @@ impl Gateway {
         }
     }
 
+    /// The connections gauge of `protocol`.
+    fn gauge(&self, protocol: Protocol) -> Gauge {
+        self.connections
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.name(),
+            })
+            .clone()
+    }
+
     /// Binds every enabled listener and starts the worker threads; `host` is
     /// where unconfigured listeners listen (0.0.0.0 for the gateway binary,
     /// 127.0.0.1 for `quartet serve`). Fails when a port cannot be bound or the
@@ -122,18 +132,31 @@ impl Gateway {
         } else {
             Some(Workers::start(self.options.worker_count(), &config).await?)
         };
+        let own_upstreams = || {
+            Upstreams::new(&self.upstreams, self.options.upstream_timeout)
+                .map_err(|status| io::Error::other(status.message().to_owned()))
+        };
         let udp = match udp {
-            Some(socket) => {
-                let upstreams = Upstreams::new(&self.upstreams, self.options.upstream_timeout)
-                    .map_err(|status| io::Error::other(status.message().to_owned()))?;
-                Some((socket, upstreams))
-            }
+            Some(socket) => Some((socket, own_upstreams()?)),
             None => None,
+        };
+        let web = match self.options.listen(Protocol::Web, host) {
+            Listen::At(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot listen on {addr} for web: {error}"),
+                    )
+                })?;
+                Some((listener, own_upstreams()?))
+            }
+            Listen::Off => None,
         };
         Ok(BoundGateway {
             gateway: self,
             tcp,
             udp,
+            web,
             workers,
             tracker,
         })
@@ -146,6 +169,8 @@ pub struct BoundGateway {
     tcp: Vec<(Protocol, TcpListener)>,
     /// The UDP chat socket, served on the caller's runtime with its own channels.
     udp: Option<(UdpSocket, Upstreams)>,
+    /// The web door's listener, served on the caller's runtime with its own channels.
+    web: Option<(TcpListener, Upstreams)>,
     workers: Option<Workers>,
     /// Every connection and session, to wait for on drain.
     tracker: TaskTracker,
@@ -174,6 +199,13 @@ impl BoundGateway {
             .and_then(|(socket, _)| socket.local_addr().ok())
         {
             addresses.insert(Protocol::ChatUdp, addr);
+        }
+        if let Some(addr) = self
+            .web
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+        {
+            addresses.insert(Protocol::Web, addr);
         }
         addresses
     }
@@ -206,6 +238,7 @@ impl BoundGateway {
             gateway,
             tcp,
             udp,
+            web,
             workers,
             tracker,
         } = self;
@@ -220,12 +253,7 @@ impl BoundGateway {
                 protocol,
                 workers,
                 permits: permits.clone(),
-                gauge: gateway
-                    .connections
-                    .get_or_create(&ProtocolLabel {
-                        protocol: protocol.name(),
-                    })
-                    .clone(),
+                gauge: gateway.gauge(protocol),
                 drain: drain.clone(),
             };
             tracker.spawn(accepting.run(listener));
@@ -237,12 +265,7 @@ impl BoundGateway {
                 max_sessions: gateway.options.max_udp_sessions,
                 reclaim_after: gateway.options.udp_reclaim_after,
             };
-            let gauge = gateway
-                .connections
-                .get_or_create(&ProtocolLabel {
-                    protocol: Protocol::ChatUdp.name(),
-                })
-                .clone();
+            let gauge = gateway.gauge(Protocol::ChatUdp);
             tracker.spawn(chat::udp::serve(
                 socket,
                 upstreams,
@@ -250,6 +273,23 @@ impl BoundGateway {
                 gauge,
                 drain.clone(),
             ));
+        }
+        if let Some((listener, upstreams)) = web {
+            let state = WebState {
+                upstreams,
+                limits: WebLimits {
+                    max_line_bytes: gateway.options.max_line_bytes,
+                    idle: gateway.options.idle_timeout,
+                    ping_interval: gateway.options.web_ping_interval,
+                },
+                permits: permits.clone(),
+                gauge: gateway.gauge(Protocol::Web),
+                origins: Arc::new(AllowedOrigins::new(&gateway.options.web_allowed_origins)),
+                drain: drain.clone(),
+                tracker: tracker.clone(),
+                default_station: gateway.options.default_station.clone(),
+            };
+            tracker.spawn(web::serve(listener, state));
         }
         info!("gateway serving");
 

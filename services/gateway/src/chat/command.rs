@@ -167,19 +167,33 @@ mod tests {
 
     #[test]
     fn a_join_may_ask_for_numbered_lines_or_what_came_after_a_number() {
-        let join = |room: &str, mode| Ok(Command::Join {
-            room: room.into(),
-            mode,
-        });
+        let join = |room: &str, mode| {
+            Ok(Command::Join {
+                room: room.into(),
+                mode,
+            })
+        };
         assert_eq!(parse("join Plaza seq"), join("Plaza", JoinMode::Numbered));
-        assert_eq!(parse("JOIN plaza SINCE 42"), join("plaza", JoinMode::Since(42)));
+        assert_eq!(
+            parse("JOIN plaza SINCE 42"),
+            join("plaza", JoinMode::Since(42))
+        );
         assert_eq!(
             parse("JOIN plaza SINCE x").unwrap_err().text(),
             "ERR INVALID_ARGUMENT SINCE takes a sequence number: JOIN <room> SINCE <n>"
         );
-        for usage in ["JOIN", "JOIN ", "JOIN two words", "JOIN a SEQ more", "JOIN a  SEQ"] {
+        for usage in [
+            "JOIN",
+            "JOIN ",
+            "JOIN two words",
+            "JOIN a SEQ more",
+            "JOIN a  SEQ",
+        ] {
             assert!(
-                parse(usage).unwrap_err().text().starts_with("ERR INVALID_ARGUMENT usage: JOIN"),
+                parse(usage)
+                    .unwrap_err()
+                    .text()
+                    .starts_with("ERR INVALID_ARGUMENT usage: JOIN"),
                 "{usage:?}"
             );
         }

@@ -123,12 +123,18 @@ mod tests {
             nick: "bo".into(),
             ..MemberJoined::default()
         });
-        assert_eq!(event(&joined, plain("ana", 0)).as_deref(), Some("* bo joined"));
+        assert_eq!(
+            event(&joined, plain("ana", 0)).as_deref(),
+            Some("* bo joined")
+        );
         assert_eq!(event(&joined, plain("bo", 0)), None, "not our own join");
         let gap = Event::Gap(Gap {
             from_seq: 4,
             to_seq: 9,
         });
-        assert_eq!(event(&gap, plain("ana", 0)).as_deref(), Some("* missed 4-9"));
+        assert_eq!(
+            event(&gap, plain("ana", 0)).as_deref(),
+            Some("* missed 4-9")
+        );
     }
 }

@@ -1,0 +1,24 @@
+//! The web door (HTTP, 7080 by default): a page for people, and WebSockets
+//! that carry the text protocols, one line per text frame, under the text
+//! ports' limits. `/ws/chat` runs the very chat session TCP and UDP users
+//! run, so a browser, a telnet user and a gRPC user share one room.
+//!
+//! - [`router`]: the routes, the state every handler shares, admission (the
+//!   connection limit, the origin check), serving until drain.
+//! - [`page`]: the embedded page and `/healthz`.
+//! - [`origin`]: which origins may open a socket.
+//! - [`limits`]: what a frame may be, and the close code of one that is not.
+//! - [`socket`]: a WebSocket as a line transport: bounded queue, pings, close.
+//! - [`chat`]: `/ws/chat`.
+//! - [`weather`]: `/ws/weather` and `/stations`.
+
+pub mod chat;
+pub mod limits;
+pub mod origin;
+pub mod page;
+pub mod router;
+pub mod socket;
+pub mod weather;
+
+pub use limits::WebLimits;
+pub use router::{WebState, serve};
