@@ -1,0 +1,249 @@
+//! The services on port 0 in this process, a gateway in front of them with
+//! its web door, a telnet-like line user and a WebSocket user. Kept to this
+//! test so it stays independent of the gateway's own harness.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use quartet_gateway::{Gateway, GatewayOptions, Protocol, RunningGateway, UpstreamOptions};
+use quartet_runtime::{Metrics, RunningServer, ServerOptions, Shutdown, ShutdownPolicy};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    time::timeout,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{
+        self, Message,
+        client::IntoClientRequest as _,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
+};
+
+/// Every wait in these tests ends within this.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The chat and weather services, and a gateway in front of them.
+pub struct Quartet {
+    pub gateway: RunningGateway,
+    _chat: RunningServer,
+    _weather: RunningServer,
+}
+
+async fn serve(server: quartet_runtime::GrpcServer) -> RunningServer {
+    server
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+impl Quartet {
+    /// Everything on port 0, with the gateway's default options.
+    pub async fn start() -> Self {
+        Self::with(GatewayOptions::ephemeral()).await
+    }
+
+    /// Everything on port 0, the gateway under `options`.
+    pub async fn with(options: GatewayOptions) -> Self {
+        let chat_config = quartet_chat::ChatConfig::default();
+        let hub = Arc::new(quartet_chat::RoomHub::new(chat_config.hub_limits()));
+        let backplane = Arc::new(quartet_chat::LocalBackplane::new(hub));
+        let chat = serve(quartet_chat::server(
+            ServerOptions::default(),
+            Shutdown::new(),
+            chat_config,
+            backplane,
+        ))
+        .await;
+        let weather = serve(
+            quartet_weather::server(
+                ServerOptions::default(),
+                Shutdown::new(),
+                &quartet_weather::WeatherOptions::default(),
+            )
+            .unwrap(),
+        )
+        .await;
+        let upstreams = UpstreamOptions {
+            chat_addr: chat.url(),
+            weather_addr: weather.url(),
+            ..UpstreamOptions::default()
+        };
+        let policy = ShutdownPolicy {
+            drain_timeout: Duration::from_secs(2),
+            ..ShutdownPolicy::default()
+        };
+        let gateway = Gateway::new(options, upstreams, Shutdown::new(), policy, &Metrics::new())
+            .bind("127.0.0.1".parse().unwrap())
+            .await
+            .unwrap()
+            .spawn();
+        Self {
+            gateway,
+            _chat: chat,
+            _weather: weather,
+        }
+    }
+
+    pub fn web(&self) -> SocketAddr {
+        self.gateway.address(Protocol::Web).unwrap()
+    }
+
+    pub fn chat_tcp(&self) -> SocketAddr {
+        self.gateway.address(Protocol::ChatTcp).unwrap()
+    }
+
+    /// `ws://<web door><path>`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.web())
+    }
+}
+
+/// A telnet-like user: writes lines, reads lines.
+pub struct LineUser {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl LineUser {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        Self {
+            reader: BufReader::new(read),
+            writer: write,
+        }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The next line, or `None` when the gateway closed the connection.
+    pub async fn recv(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let read = timeout(DEADLINE, self.reader.read_line(&mut line))
+            .await
+            .expect("no line in time")
+            .unwrap();
+        (read > 0).then(|| line.trim_end_matches('\n').to_owned())
+    }
+
+    pub async fn line(&mut self) -> String {
+        self.recv()
+            .await
+            .expect("the gateway closed the connection")
+    }
+
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+}
+
+/// A WebSocket user.
+pub struct WebUser {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a socket ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// A close frame with this code and reason.
+    Closed(u16, String),
+    /// The connection ended without a close frame.
+    Dropped,
+}
+
+impl WebUser {
+    /// Connects to `url` with no `Origin` (not a browser).
+    pub async fn connect(url: &str) -> Self {
+        Self::try_connect(url, None).await.unwrap()
+    }
+
+    /// Connects to `url` sending `origin`, if any; the handshake's error otherwise.
+    pub async fn try_connect(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        let (socket, _) = timeout(DEADLINE, connect_async(request))
+            .await
+            .expect("no handshake in time")?;
+        Ok(Self { socket })
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.socket.send(Message::text(line)).await.unwrap();
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.socket.send(message).await.unwrap();
+    }
+
+    /// The next text frame, or how the socket ended.
+    pub async fn recv(&mut self) -> Result<String, Ended> {
+        loop {
+            let next = timeout(DEADLINE, self.socket.next())
+                .await
+                .expect("no frame in time");
+            match next {
+                Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Err(Ended::Closed(u16::from(code), reason.as_str().to_owned()));
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Err(Ended::Closed(u16::from(CloseCode::Status), String::new()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Err(Ended::Dropped),
+            }
+        }
+    }
+
+    pub async fn line(&mut self) -> String {
+        self.recv().await.expect("the socket ended")
+    }
+
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+
+    /// Reads until the socket ends; the code and reason it closed with.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            if let Err(ended) = self.recv().await {
+                return ended;
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 GET on a fresh connection: the status line and headers
+/// (lower-cased names), and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response),
+    )
+    .await
+    .expect("no response in time")
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_owned())
+}
