@@ -12,7 +12,8 @@
 //!   flags).
 //! - [`grpc`]: waits on calls, stream messages and health, bounded by
 //!   [`DEADLINE`].
-//! - [`external`]: the external services a test needs (PostgreSQL, NATS),
+//! - [`external`]: the external services and programs a test needs (PostgreSQL,
+//!   NATS, chromedriver),
 //!   skips that show, and fresh PostgreSQL schemas.
 
 pub mod external;

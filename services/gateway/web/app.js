@@ -317,7 +317,7 @@ function drawChart() {
   const points = weather.readings.filter((r) => r.min !== null && r.max !== null);
   chart.replaceChildren();
   chart.dataset.points = String(points.length);
-  const [width, height, left, pad] = [320, 160, 36, 12];
+  const [width, height, left, pad] = [640, 220, 52, 14];
   chart.append(svg("line", { class: "axis", x1: left, y1: pad, x2: left, y2: height - pad }));
   if (points.length === 0) {
     chart.append(svg("text", { x: left + 8, y: height / 2 }, "waiting for readings"));
@@ -333,7 +333,7 @@ function drawChart() {
   for (const key of ["max", "min"]) {
     const coords = points.map((r, i) => `${x(i).toFixed(1)},${y(r[key]).toFixed(1)}`);
     chart.append(svg("polyline", { class: key, points: coords.join(" ") }));
-    points.forEach((r, i) => chart.append(svg("circle", { class: key, cx: x(i), cy: y(r[key]), r: 2.5 })));
+    points.forEach((r, i) => chart.append(svg("circle", { class: key, cx: x(i), cy: y(r[key]), r: 3 })));
   }
 }
 
