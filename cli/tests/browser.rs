@@ -215,30 +215,25 @@ async fn cli_messages(cli: &mut Process, n: usize) -> Vec<(String, String)> {
     messages
 }
 
-#[tokio::test]
-async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_view_works() {
-    let test = "cli/tests/browser.rs";
-    let Some(driver) = external::program("chromedriver", test) else {
-        return;
-    };
-    let scratch = tempfile::tempdir().unwrap();
-    let server = serve_all(&scratch.path().join("data")).await;
-    let (_driver, port) = chromedriver(&driver).await;
-    let client = browser(port, &scratch.path().join("profile")).await;
-    let page = format!("http://{}/", server.addr("gateway web").unwrap());
+/// A number the page's script computes.
+async fn number(client: &Client, script: &str) -> u64 {
+    let value = client.execute(script, vec![]).await.unwrap();
+    value.as_u64().unwrap_or(0)
+}
 
-    // The browser user joins with the keyboard: type, then Enter submits.
+/// The browser user joins with the keyboard alone (type, then Enter submits),
+/// then a telnet and a `quartet chat` user; each says a line at once, and all
+/// three must see the three lines in one order.
+async fn three_doors_share_a_room(client: &Client, server: &ServerProcess) {
+    let page = format!("http://{}/", server.addr("gateway web").unwrap());
     client.goto(&page).await.unwrap();
-    find(&client, "#nick")
-        .await
-        .send_keys("browser")
-        .await
-        .unwrap();
-    let room = find(&client, "#room").await;
+    let nick = find(client, "#nick").await;
+    nick.send_keys("browser").await.unwrap();
+    let room = find(client, "#room").await;
     room.clear().await.unwrap();
     room.send_keys("trio\u{E007}").await.unwrap();
     eventually("the browser joined", || async {
-        let status = text_of(&client, "#chat-status").await;
+        let status = text_of(client, "#chat-status").await;
         (status == "In trio as browser.").then_some(())
     })
     .await;
@@ -251,8 +246,7 @@ async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_vie
     );
     while !cli.next_line().await.starts_with("* joined trio as cli") {}
 
-    // Each says one line, all at once.
-    let say = find(&client, "#say").await;
+    let say = find(client, "#say").await;
     say.send_keys("hello from the browser\u{E007}")
         .await
         .unwrap();
@@ -262,7 +256,7 @@ async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_vie
     let heard_by_telnet = telnet.messages(3).await;
     let heard_by_cli = cli_messages(&mut cli, 3).await;
     let heard_by_browser = eventually("the browser shows three lines", || async {
-        let lines = page_lines(&client).await;
+        let lines = page_lines(client).await;
         (lines.len() == 3).then_some(lines)
     })
     .await;
@@ -277,48 +271,29 @@ async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_vie
         "browser and telnet orders"
     );
     assert_eq!(heard_by_cli, heard_by_telnet, "cli and telnet orders");
-    screenshot(&client, "chat.png").await;
+    screenshot(client, "chat.png").await;
+    cli.write("bye\n").await;
+    assert_eq!(cli.finish().await.code, Some(0));
+}
 
-    // The weather view: a station's four metrics, and a chart that grows.
-    find(&client, "#show-weather").await.click().await.unwrap();
+/// The weather view: a station's four metrics with units, and a chart that
+/// gains a point.
+async fn the_weather_view_shows_a_station(client: &Client) {
+    const STATIONS: &str = "return document.querySelectorAll('#station option').length;";
+    const POINTS: &str = "return Number(document.getElementById('chart').dataset.points);";
+    find(client, "#show-weather").await.click().await.unwrap();
     eventually("the stations are listed", || async {
-        let count = client
-            .execute(
-                "return document.querySelectorAll('#station option').length;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        (count.as_u64() > Some(1)).then_some(())
+        (number(client, STATIONS).await > 1).then_some(())
     })
     .await;
-    find(&client, "#station")
-        .await
-        .select_by_value("nairobi")
-        .await
-        .unwrap();
-    find(&client, "#every")
-        .await
-        .select_by_value("1s")
-        .await
-        .unwrap();
-    find(&client, "#watch").await.click().await.unwrap();
-    let points = |client: &Client| {
-        let client = client.clone();
-        async move {
-            let points = client
-                .execute(
-                    "return Number(document.getElementById('chart').dataset.points);",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            points.as_u64().unwrap_or(0)
-        }
-    };
+    let station = find(client, "#station").await;
+    station.select_by_value("nairobi").await.unwrap();
+    let every = find(client, "#every").await;
+    every.select_by_value("1s").await.unwrap();
+    find(client, "#watch").await.click().await.unwrap();
     let first = eventually("a reading is charted", || async {
-        let n = points(&client).await;
-        (n >= 1).then_some(n)
+        let points = number(client, POINTS).await;
+        (points >= 1).then_some(points)
     })
     .await;
     for (id, unit) in [
@@ -327,24 +302,38 @@ async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_vie
         ("pressure", "hPa"),
         ("rainfall", "mm"),
     ] {
-        let shown = text_of(&client, &format!("#metric-{id}")).await;
+        let shown = text_of(client, &format!("#metric-{id}")).await;
         assert!(shown.ends_with(unit), "{id}: {shown:?}");
-        let number = shown.trim_end_matches(unit).trim();
-        assert!(number.parse::<f64>().is_ok(), "{id}: {shown:?}");
+        let value = shown.trim_end_matches(unit).trim();
+        assert!(value.parse::<f64>().is_ok(), "{id}: {shown:?}");
     }
     eventually("the chart gains a point", || async {
-        (points(&client).await > first).then_some(())
+        (number(client, POINTS).await > first).then_some(())
     })
     .await;
-    screenshot(&client, "weather.png").await;
+    screenshot(client, "weather.png").await;
+}
+
+#[tokio::test]
+async fn a_browser_a_telnet_user_and_a_cli_user_share_a_room_and_the_weather_view_works() {
+    let test = "cli/tests/browser.rs";
+    let Some(driver) = external::program("chromedriver", test) else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut server = serve_all(&scratch.path().join("data")).await;
+    let (_driver, port) = chromedriver(&driver).await;
+    let client = browser(port, &scratch.path().join("profile")).await;
+
+    three_doors_share_a_room(&client, &server).await;
+    the_weather_view_shows_a_station(&client).await;
 
     // The chat view at phone width, for the record.
     find(&client, "#show-chat").await.click().await.unwrap();
     client.set_window_size(375, 800).await.unwrap();
     screenshot(&client, "chat-phone.png").await;
 
-    assert!(matches!(client.close().await, Ok(())));
-    cli.write("bye\n").await;
-    assert_eq!(cli.finish().await.code, Some(0));
+    client.close().await.unwrap();
     server.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
 }

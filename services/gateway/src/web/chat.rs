@@ -6,7 +6,7 @@
 use axum::{
     extract::{State, ws::WebSocketUpgrade},
     http::HeaderMap,
-    response::Response,
+    response::{IntoResponse as _, Response},
 };
 
 use super::{limits::WebLimits, router::WebState, socket};
@@ -20,7 +20,7 @@ pub async fn upgrade(
 ) -> Response {
     let admission = match state.admit(&headers) {
         Ok(admission) => admission,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let limits: WebLimits = state.limits;
     upgrade

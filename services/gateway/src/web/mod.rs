@@ -9,8 +9,8 @@
 //! - [`origin`]: which origins may open a socket.
 //! - [`limits`]: what a frame may be, and the close code of one that is not.
 //! - [`socket`]: a WebSocket as a line transport: bounded queue, pings, close.
-//! - [`chat`]: `/ws/chat`.
-//! - [`weather`]: `/ws/weather` and `/stations`.
+//! - [`chat`]: the chat socket, `/ws/chat`.
+//! - [`weather`]: the weather socket, `/ws/weather`, and the `/stations` list.
 
 pub mod chat;
 pub mod limits;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::{
     Router,
     http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse as _, Response},
     routing::get,
 };
 use prometheus_client::metrics::gauge::Gauge;
@@ -61,18 +60,18 @@ impl Drop for Admission {
 impl WebState {
     /// Admits an upgrade: 403 from an origin not allowed, 503 past the
     /// connection limit.
-    pub fn admit(&self, headers: &HeaderMap) -> Result<Admission, Response> {
+    pub fn admit(&self, headers: &HeaderMap) -> Result<Admission, (StatusCode, String)> {
         let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
         if !self
             .origins
             .allows(text(header::ORIGIN), text(header::HOST))
         {
             let refusal = err("PERMISSION_DENIED", "this origin may not open the socket");
-            return Err((StatusCode::FORBIDDEN, refusal).into_response());
+            return Err((StatusCode::FORBIDDEN, refusal));
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let refusal = err("UNAVAILABLE", "too many connections; try again later");
-            return Err((StatusCode::SERVICE_UNAVAILABLE, refusal).into_response());
+            return Err((StatusCode::SERVICE_UNAVAILABLE, refusal));
         };
         self.gauge.inc();
         Ok(Admission {

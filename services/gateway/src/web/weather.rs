@@ -43,7 +43,7 @@ pub async fn upgrade(
 ) -> Response {
     let admission = match state.admit(&headers) {
         Ok(admission) => admission,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let limits = state.limits;
     upgrade
