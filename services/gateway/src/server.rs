@@ -90,6 +90,40 @@ impl Gateway {
             .clone()
     }
 
+    /// The bounds of the UDP chat sessions.
+    fn udp_limits(&self) -> chat::udp::UdpLimits {
+        chat::udp::UdpLimits {
+            max_line_bytes: self.options.max_line_bytes,
+            idle: self.options.idle_timeout,
+            max_sessions: self.options.max_udp_sessions,
+            reclaim_after: self.options.udp_reclaim_after,
+        }
+    }
+
+    /// What the web door's handlers share; its sockets take their permits
+    /// from `permits`, the text ports' budget.
+    fn web_state(
+        &self,
+        upstreams: Upstreams,
+        permits: Arc<Semaphore>,
+        tracker: &TaskTracker,
+    ) -> WebState {
+        WebState {
+            upstreams,
+            limits: WebLimits {
+                max_line_bytes: self.options.max_line_bytes,
+                idle: self.options.idle_timeout,
+                ping_interval: self.options.web_ping_interval,
+            },
+            permits,
+            gauge: self.gauge(Protocol::Web),
+            origins: Arc::new(AllowedOrigins::new(&self.options.web_allowed_origins)),
+            drain: self.shutdown.drain_signal(),
+            tracker: tracker.clone(),
+            default_station: self.options.default_station.clone(),
+        }
+    }
+
     /// Binds every enabled listener and starts the worker threads; `host` is
     /// where unconfigured listeners listen (0.0.0.0 for the gateway binary,
     /// 127.0.0.1 for `quartet serve`). Fails when a port cannot be bound or the
@@ -259,36 +293,16 @@ impl BoundGateway {
             tracker.spawn(accepting.run(listener));
         }
         if let Some((socket, upstreams)) = udp {
-            let udp_limits = chat::udp::UdpLimits {
-                max_line_bytes: gateway.options.max_line_bytes,
-                idle: gateway.options.idle_timeout,
-                max_sessions: gateway.options.max_udp_sessions,
-                reclaim_after: gateway.options.udp_reclaim_after,
-            };
-            let gauge = gateway.gauge(Protocol::ChatUdp);
             tracker.spawn(chat::udp::serve(
                 socket,
                 upstreams,
-                udp_limits,
-                gauge,
+                gateway.udp_limits(),
+                gateway.gauge(Protocol::ChatUdp),
                 drain.clone(),
             ));
         }
         if let Some((listener, upstreams)) = web {
-            let state = WebState {
-                upstreams,
-                limits: WebLimits {
-                    max_line_bytes: gateway.options.max_line_bytes,
-                    idle: gateway.options.idle_timeout,
-                    ping_interval: gateway.options.web_ping_interval,
-                },
-                permits: permits.clone(),
-                gauge: gateway.gauge(Protocol::Web),
-                origins: Arc::new(AllowedOrigins::new(&gateway.options.web_allowed_origins)),
-                drain: drain.clone(),
-                tracker: tracker.clone(),
-                default_station: gateway.options.default_station.clone(),
-            };
+            let state = gateway.web_state(upstreams, permits, &tracker);
             tracker.spawn(web::serve(listener, state));
         }
         info!("gateway serving");

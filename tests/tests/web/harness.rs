@@ -247,3 +247,76 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     (head.to_ascii_lowercase(), body.to_owned())
 }
+
+/// A WebSocket opened by hand over `TcpStream`, for what a well-behaved client
+/// library never does (stay silent to pings, send bytes that are not UTF-8):
+/// the stream just after the server's `101` head.
+pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let handshake = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = timeout(DEADLINE, tokio::io::AsyncReadExt::read_u8(&mut stream))
+            .await
+            .expect("no handshake answer in time")
+            .unwrap();
+        head.push(byte);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// A client frame: final, with `opcode`, masked (as RFC 6455 requires of
+/// clients) with a zero mask, so the payload goes as it is.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "only small frames");
+    let mut frame = vec![
+        0x80 | opcode,
+        0x80 | u8::try_from(payload.len()).unwrap(),
+        0,
+        0,
+        0,
+        0,
+    ];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Everything the server sends until it closes the connection, as
+/// `(opcode, payload)` of each (small, unmasked) frame.
+pub async fn server_frames(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut received = Vec::new();
+    timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_end(stream, &mut received),
+    )
+    .await
+    .expect("the server never closed the connection")
+    .unwrap();
+    let mut bytes = received.as_slice();
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let opcode = bytes[0] & 0x0f;
+        let len = usize::from(bytes[1] & 0x7f);
+        assert!(len < 126, "only small frames expected");
+        frames.push((opcode, bytes[2..2 + len].to_vec()));
+        bytes = &bytes[2 + len..];
+    }
+    frames
+}
+
+/// The code and reason of the last frame, which must be a close.
+pub fn last_close(frames: &[(u8, Vec<u8>)]) -> (u16, String) {
+    let (opcode, payload) = frames.last().expect("no frame at all");
+    assert_eq!(*opcode, 0x8, "the last frame is a close: {frames:?}");
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    (code, String::from_utf8_lossy(&payload[2..]).into_owned())
+}

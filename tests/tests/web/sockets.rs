@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use quartet_gateway::GatewayOptions;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-    time::timeout,
-};
+use tokio::{io::AsyncWriteExt as _, time::timeout};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::harness::{DEADLINE, Ended, LineUser, Quartet, WebUser};
+use super::harness::{
+    DEADLINE, Ended, LineUser, Quartet, WebUser, client_frame, last_close, raw_upgrade,
+    server_frames,
+};
 
 /// A browser user in `room`, numbered.
 async fn web_user(quartet: &Quartet, nick: &str, join: &str) -> WebUser {
@@ -233,44 +232,40 @@ async fn a_client_that_never_answers_pings_is_closed() {
         ..GatewayOptions::ephemeral()
     })
     .await;
-    let mut stream = TcpStream::connect(quartet.web()).await.unwrap();
-    let handshake = format!(
-        "GET /ws/chat HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        quartet.web()
-    );
-    stream.write_all(handshake.as_bytes()).await.unwrap();
-    // Read everything the server sends until it closes, never answering.
-    let mut received = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut received))
-        .await
-        .expect("the silent client was never closed")
-        .unwrap();
-    let head_end = received
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap();
-    assert!(received.starts_with(b"HTTP/1.1 101"));
-    let frames = server_frames(&received[head_end + 4..]);
+    let mut silent = raw_upgrade(quartet.web(), "/ws/chat").await;
+    let frames = server_frames(&mut silent).await;
     assert!(
         frames.iter().any(|(opcode, _)| *opcode == 0x9),
         "a ping was sent"
     );
-    let (opcode, payload) = frames.last().unwrap();
-    assert_eq!(*opcode, 0x8, "the last frame is a close");
-    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1001);
-    assert_eq!(&payload[2..], b"no answer to ping");
+    assert_eq!(last_close(&frames), (1001, "no answer to ping".into()));
 }
 
-/// The (opcode, payload) of each small unmasked frame a server sent.
-fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut frames = Vec::new();
-    while bytes.len() >= 2 {
-        let opcode = bytes[0] & 0x0f;
-        let len = usize::from(bytes[1] & 0x7f);
-        assert!(len < 126, "only small frames expected");
-        frames.push((opcode, bytes[2..2 + len].to_vec()));
-        bytes = &bytes[2 + len..];
-    }
-    frames
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_is_closed_with_1007() {
+    let quartet = Quartet::start().await;
+    let mut socket = raw_upgrade(quartet.web(), "/ws/chat").await;
+    socket
+        .write_all(&client_frame(0x1, b"NICK \xff\xfe"))
+        .await
+        .unwrap();
+    let frames = server_frames(&mut socket).await;
+    assert_eq!(
+        last_close(&frames),
+        (1007, "a text frame must be valid UTF-8".into())
+    );
+}
+
+#[tokio::test]
+async fn a_draining_gateway_tells_browser_users_and_closes_their_sockets() {
+    let quartet = Quartet::start().await;
+    let mut web = web_user(&quartet, "wendy", "JOIN hall SEQ").await;
+    let mut watch = WebUser::connect(&quartet.ws_url("/ws/weather?every=1h")).await;
+    assert!(is_all_line(&watch.line().await));
+    let stopping = tokio::spawn(quartet.gateway.stop());
+    assert_eq!(web.line().await, "* gateway shutting down");
+    assert_eq!(web.ended().await, Ended::Closed(1000, "bye".into()));
+    assert_eq!(watch.line().await, "* gateway shutting down");
+    assert_eq!(watch.ended().await, Ended::Closed(1000, "bye".into()));
+    timeout(DEADLINE, stopping).await.unwrap().unwrap();
 }
