@@ -100,14 +100,8 @@ impl Gateway {
         }
     }
 
-    /// What the web door's handlers share; its sockets take their permits
-    /// from `permits`, the text ports' budget.
-    fn web_state(
-        &self,
-        upstreams: Upstreams,
-        permits: Arc<Semaphore>,
-        tracker: &TaskTracker,
-    ) -> WebState {
+    /// What the web door's handlers share.
+    fn web_state(&self, upstreams: Upstreams, tracker: &TaskTracker) -> WebState {
         WebState {
             upstreams,
             limits: WebLimits {
@@ -115,7 +109,6 @@ impl Gateway {
                 idle: self.options.idle_timeout,
                 ping_interval: self.options.web_ping_interval,
             },
-            permits,
             gauge: self.gauge(Protocol::Web),
             origins: Arc::new(AllowedOrigins::new(&self.options.web_allowed_origins)),
             drain: self.shutdown.drain_signal(),
@@ -302,8 +295,8 @@ impl BoundGateway {
             ));
         }
         if let Some((listener, upstreams)) = web {
-            let state = gateway.web_state(upstreams, permits, &tracker);
-            tracker.spawn(web::serve(listener, state));
+            let state = gateway.web_state(upstreams, &tracker);
+            tracker.spawn(web::serve(listener, permits, state));
         }
         info!("gateway serving");
 

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use quartet_gateway::GatewayOptions;
-use tokio::{io::AsyncWriteExt as _, time::timeout};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    time::timeout,
+};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::harness::{
@@ -223,6 +226,30 @@ async fn websockets_count_against_the_gateways_connection_limit() {
         }
     };
     assert_eq!(again.ask("NICK bo").await, "OK nick bo");
+}
+
+#[tokio::test]
+async fn every_web_connection_counts_and_a_silent_one_is_closed_when_idle() {
+    let quartet = Quartet::with(GatewayOptions {
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(300),
+        ..GatewayOptions::ephemeral()
+    })
+    .await;
+    // A connection that never sends a request holds the only permit...
+    let mut silent = tokio::net::TcpStream::connect(quartet.web()).await.unwrap();
+    let mut telnet = LineUser::connect(quartet.chat_tcp()).await;
+    assert_eq!(
+        telnet.line().await,
+        "ERR UNAVAILABLE too many connections; try again later"
+    );
+    // ...until the idle timeout closes it.
+    let mut rest = Vec::new();
+    timeout(DEADLINE, silent.read_to_end(&mut rest))
+        .await
+        .expect("the silent connection was never closed")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
 }
 
 #[tokio::test]

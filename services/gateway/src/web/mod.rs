@@ -3,8 +3,10 @@
 //! ports' limits. `/ws/chat` runs the very chat session TCP and UDP users
 //! run, so a browser, a telnet user and a gRPC user share one room.
 //!
-//! - [`router`]: the routes, the state every handler shares, admission (the
-//!   connection limit, the origin check), serving until drain.
+//! - [`router`]: the routes, the state every handler shares, admission of
+//!   an upgrade (the origin check), serving until drain.
+//! - [`listener`]: every connection within the gateway's connection budget,
+//!   and closed when idle.
 //! - [`page`]: the embedded page and `/healthz`.
 //! - [`origin`]: which origins may open a socket.
 //! - [`limits`]: what a frame may be, and the close code of one that is not.
@@ -14,6 +16,7 @@
 
 pub mod chat;
 pub mod limits;
+pub mod listener;
 pub mod origin;
 pub mod page;
 pub mod router;

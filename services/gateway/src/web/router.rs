@@ -10,14 +10,13 @@ use axum::{
 };
 use prometheus_client::metrics::gauge::Gauge;
 use quartet_runtime::DrainSignal;
-use tokio::{
-    net::TcpListener,
-    sync::{OwnedSemaphorePermit, Semaphore},
-};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use tracing::warn;
 
-use super::{chat, limits::WebLimits, origin::AllowedOrigins, page, weather};
+use super::{
+    chat, limits::WebLimits, listener::LimitedListener, origin::AllowedOrigins, page, weather,
+};
 use crate::{reply::err, upstreams::Upstreams};
 
 /// What every request handler of the web door shares.
@@ -27,9 +26,6 @@ pub struct WebState {
     pub upstreams: Upstreams,
     /// Bounds of each socket.
     pub limits: WebLimits,
-    /// The gateway's connection limit, shared with the text ports: a
-    /// WebSocket takes a permit as a TCP connection does.
-    pub permits: Arc<Semaphore>,
     /// Open WebSockets, in `gateway_connections{protocol="web"}`.
     pub gauge: Gauge,
     /// Who may upgrade besides the page's own origin.
@@ -42,11 +38,11 @@ pub struct WebState {
     pub default_station: String,
 }
 
-/// A WebSocket admitted: holds its connection permit and its place in the
-/// gauge and the drain for as long as it lives.
+/// A WebSocket admitted: holds its place in the gauge and the drain for as
+/// long as it lives (its connection holds the connection permit, see
+/// [`super::listener`]).
 #[derive(Debug)]
 pub struct Admission {
-    _permit: OwnedSemaphorePermit,
     _tracked: TaskTrackerToken,
     gauge: Gauge,
 }
@@ -58,8 +54,7 @@ impl Drop for Admission {
 }
 
 impl WebState {
-    /// Admits an upgrade: 403 from an origin not allowed, 503 past the
-    /// connection limit.
+    /// Admits an upgrade, unless it comes from an origin not allowed (403).
     pub fn admit(&self, headers: &HeaderMap) -> Result<Admission, (StatusCode, String)> {
         let text = |name| headers.get(name).and_then(|value| value.to_str().ok());
         if !self
@@ -69,13 +64,8 @@ impl WebState {
             let refusal = err("PERMISSION_DENIED", "this origin may not open the socket");
             return Err((StatusCode::FORBIDDEN, refusal));
         }
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            let refusal = err("UNAVAILABLE", "too many connections; try again later");
-            return Err((StatusCode::SERVICE_UNAVAILABLE, refusal));
-        };
         self.gauge.inc();
         Ok(Admission {
-            _permit: permit,
             _tracked: self.tracker.token(),
             gauge: self.gauge.clone(),
         })
@@ -96,9 +86,11 @@ pub fn router(state: WebState) -> Router {
 }
 
 /// Serves the web door on `listener` until the gateway drains (the sockets
-/// then end on their own, each with its last line).
-pub async fn serve(listener: TcpListener, state: WebState) {
+/// then end on their own, each with its last line); every connection takes
+/// one of `permits`, the gateway's connection budget.
+pub async fn serve(listener: TcpListener, permits: Arc<Semaphore>, state: WebState) {
     let drain = state.drain.clone();
+    let listener = LimitedListener::new(listener, permits, state.limits.idle);
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { drain.draining().await })
         .await;
