@@ -62,7 +62,7 @@ impl Gateway {
         let connections = Family::<ProtocolLabel, Gauge>::default();
         metrics.register(
             "gateway_connections",
-            "Open text-protocol connections (UDP: sessions), by protocol",
+            "Open text-protocol connections (UDP: sessions; web: WebSockets), by protocol",
             connections.clone(),
         );
         let transform_streams = Gauge::default();
