@@ -6,10 +6,12 @@ use crate::{
     reply::{Reply, err, help},
 };
 
-const COMMANDS: [&str; 5] = [
-    "NICK <name>        choose your name (before JOIN)",
-    "JOIN <room> [SEQ | SINCE <n>]  enter a room; then every line you send is said to it",
-    "bye                leave the room (once joined)",
+const COMMANDS: [&str; 7] = [
+    "NICK <name>                    choose your name (before JOIN)",
+    "JOIN <room>                    enter a room; then every line you send is said to it",
+    "JOIN <room> SEQ                the same, every room line numbered: #<seq> <nick> text",
+    "JOIN <room> SINCE <n>          numbered, and only the lines after <n> (to resume)",
+    "bye                            leave the room (once joined)",
     "HELP",
     "QUIT",
 ];
@@ -156,7 +158,7 @@ mod tests {
             parse("NICK two words").unwrap_err().text(),
             "ERR INVALID_ARGUMENT usage: NICK <name> (no spaces)"
         );
-        assert!(parse("HELP").unwrap_err().text().starts_with("OK 5\n"));
+        assert!(parse("HELP").unwrap_err().text().starts_with("OK 7\n"));
         assert!(
             parse("hola")
                 .unwrap_err()
