@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
 QUARTET = RELEASE / "quartet"
 CONNECTIONS = 32
-OFF = ["--weather-text-listen", "off", "--chat-text-listen", "off", "--chat-udp-listen", "off"]
+OFF = ["--weather-text-listen", "off", "--chat-text-listen", "off", "--chat-udp-listen", "off",
+       "--web-listen", "off"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -175,7 +175,7 @@ def grpc_scenario(name: str, options: argparse.Namespace, out: Path) -> dict:
 def startup_scenario(options: argparse.Namespace, out: Path) -> dict:
     text_off = ["--transform-text-listen", "127.0.0.1:0", "--database-text-listen", "127.0.0.1:0",
                 "--weather-text-listen", "127.0.0.1:0", "--chat-text-listen", "127.0.0.1:0",
-                "--chat-udp-listen", "127.0.0.1:0"]
+                "--chat-udp-listen", "127.0.0.1:0", "--web-listen", "127.0.0.1:0"]
     with tempfile.TemporaryDirectory(prefix="quartet-bench-startup-") as scratch:
         commands = {
             "transform": [str(RELEASE / "quartet-transform"), "--listen", "127.0.0.1:0"],

@@ -65,7 +65,7 @@ impl Cli {
             Command::Weather(args) => weather::run(&self.client, args).await,
             Command::Chat(args) => chat::run(&self.client, args).await,
             Command::Health(args) => health::run(&self.client, args).await,
-            Command::Serve(args) => serve::run(&self.client, *args).await,
+            Command::Serve(args) => Box::pin(serve::run(&self.client, *args)).await,
             Command::Bench(args) => bench::run(&self.client, args).await,
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -163,7 +163,7 @@ async fn gateway(transforms: &[String], databases: &[String]) -> ServerProcess {
         .args(["--transform-text-listen", "127.0.0.1:0"])
         .args(["--database-text-listen", "127.0.0.1:0"])
         .args(["--weather-text-listen", "off", "--chat-text-listen", "off"])
-        .args(["--chat-udp-listen", "off"]);
+        .args(["--chat-udp-listen", "off", "--web-listen", "off"]);
     ServerProcess::start(gateway, &["gateway transform", "gateway database"])
         .await
         .unwrap()

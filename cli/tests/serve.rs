@@ -77,6 +77,7 @@ async fn serve_all_runs_every_service() {
         "--weather-text-listen",
         "--chat-text-listen",
         "--chat-udp-listen",
+        "--web-listen",
     ] {
         args.extend([flag, "127.0.0.1:0"]);
     }
@@ -85,7 +86,7 @@ async fn serve_all_runs_every_service() {
     let gateway = services.map(|service| format!("gateway {service}"));
     let mut names: Vec<&str> = services.to_vec();
     names.extend(gateway.iter().map(String::as_str));
-    names.push("gateway chat-udp");
+    names.extend(["gateway chat-udp", "gateway web"]);
     let server = serve(&args, &names).await;
 
     let url = |service: &str| server.url(service).unwrap();

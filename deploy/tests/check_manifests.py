@@ -85,7 +85,8 @@ DEFAULT_K8S_VERSIONS = ("1.27.0", "1.37.0")
 # Every workload the suite deploys and its gRPC port (DESIGN.md's port table).
 SERVICES = ("transform", "database", "weather", "chat", "gateway")
 GRPC_PORTS = {"transform": 50051, "database": 50052, "weather": 50053, "chat": 50054}
-GATEWAY_TEXT_PORTS = {("TCP", 7001), ("TCP", 7002), ("TCP", 7003), ("TCP", 7004), ("UDP", 7004)}
+# The gateway's public doors: the text ports and the web port (HTTP and WebSockets).
+GATEWAY_TEXT_PORTS = {("TCP", 7001), ("TCP", 7002), ("TCP", 7003), ("TCP", 7004), ("UDP", 7004), ("TCP", 7080)}
 METRICS_PORT = 9090
 MONITORING_NAMESPACE = "monitoring"
 # The gateway's upstream addresses, one variable per service.

@@ -1,5 +1,5 @@
 //! External services a test needs (PostgreSQL, NATS, grpcio), found through
-//! environment variables, and fresh PostgreSQL schemas for tests to own.
+//! environment variables, programs it drives (chromedriver), and fresh PostgreSQL schemas for tests to own.
 //!
 //! A test without its service prints a `SKIPPED` line on stderr (which the
 //! test harness shows, unlike the stdout of a passing test) and returns;
@@ -39,6 +39,28 @@ pub fn skip(test: &str, missing: &str) {
         "CI must run {test}, but {missing}"
     );
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {missing}");
+}
+
+/// The path of the program `name` on `PATH`, or `None` after a visible skip
+/// line naming `test` (the browser test needs `chromedriver`).
+///
+/// # Panics
+/// When the program is missing and `CI=true`: CI installs it.
+pub fn program(name: &str, test: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{name} must be installed in CI ({test})"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {name} is not on PATH");
+    None
 }
 
 static SCHEMAS: AtomicU32 = AtomicU32::new(0);

@@ -16,8 +16,9 @@
 //!   flags).
 //! - [`grpc`]: waits on calls, stream messages and health, bounded by
 //!   [`DEADLINE`].
-//! - [`external`]: the external services a test needs (PostgreSQL, NATS),
-//!   skips that show ([`external::skip`]), and fresh PostgreSQL schemas.
+//! - [`external`]: the external services and programs a test needs
+//!   (PostgreSQL, NATS, chromedriver), skips that show ([`external::skip`]),
+//!   and fresh PostgreSQL schemas.
 
 pub mod external;
 pub mod grpc;

@@ -2,7 +2,8 @@
 //!
 //! The original plain-text line protocols, so `nc` and telnet users reach the
 //! same services gRPC users do: transform (TCP 7001), database (7002), weather
-//! (7003), chat (TCP and UDP 7004). Each request line becomes a gRPC call (or,
+//! (7003), chat (TCP and UDP 7004), and a web page with WebSockets (HTTP
+//! 7080) for browsers. Each request line becomes a gRPC call (or,
 //! for transform, a message on the connection's stream) on one multiplexed
 //! channel per service; `docs/protocol.md` is the exact grammar. On one
 //! connection, every command sees the effects of every command before it.
@@ -19,6 +20,7 @@
 //!   a `Command`, an `apply` that calls the service (transform: its stream).
 //! - [`reply`]: [`reply::Reply`] and every shared answer (`ERR`, `HELP`, `QUIT`).
 //! - [`chat`]: the chat session state machine, over TCP and over UDP.
+//! - [`web`]: the web door: the page, and chat and weather over WebSockets.
 //! - [`upstreams`]: the gRPC clients of the four services.
 //! - [`server`]: binding, accept loops, the connection limit, shutdown.
 //! - `workers`: the threads serving text connections, one single-threaded
@@ -34,6 +36,7 @@ pub mod protocol;
 pub mod reply;
 pub mod server;
 pub mod upstreams;
+pub mod web;
 mod workers;
 
 pub use options::{GatewayOptions, Listen, Protocol, UpstreamOptions};

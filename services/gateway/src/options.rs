@@ -10,6 +10,9 @@ use std::{
 use clap::Args;
 use quartet_client::{Credentials, Resolution, parse_address};
 
+/// The web door's port (DESIGN.md).
+pub const DEFAULT_WEB_PORT: u16 = 7080;
+
 /// Where a listener listens, or that it does not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -45,10 +48,13 @@ pub enum Protocol {
     ChatTcp,
     /// The same chat protocol, one datagram per line.
     ChatUdp,
+    /// The web door: the page, and the chat and weather protocols over
+    /// WebSockets (HTTP). Not in [`Protocol::ALL`]: it has a server of its own.
+    Web,
 }
 
 impl Protocol {
-    /// Every protocol, in port order.
+    /// Every text protocol, in port order.
     pub const ALL: [Self; 5] = [
         Self::Transform,
         Self::Database,
@@ -65,6 +71,7 @@ impl Protocol {
             Self::Weather => "weather",
             Self::ChatTcp => "chat",
             Self::ChatUdp => "chat-udp",
+            Self::Web => "web",
         }
     }
 
@@ -75,6 +82,7 @@ impl Protocol {
             Self::Database => 7002,
             Self::Weather => 7003,
             Self::ChatTcp | Self::ChatUdp => 7004,
+            Self::Web => DEFAULT_WEB_PORT,
         }
     }
 }
@@ -101,6 +109,22 @@ pub struct GatewayOptions {
     /// Chat text protocol over UDP, or "off" [default: port 7004].
     #[arg(long, env = "QUARTET_CHAT_UDP_LISTEN")]
     pub chat_udp_listen: Option<Listen>,
+
+    /// The web page and its WebSockets (HTTP), or "off" [default: 0.0.0.0:7080; quartet serve: 127.0.0.1:7080].
+    #[arg(long, env = "QUARTET_WEB_LISTEN")]
+    pub web_listen: Option<Listen>,
+
+    /// Origins (`scheme://host[:port]`, comma-separated) whose pages may open
+    /// the WebSockets besides the gateway's own page; a browser upgrade from
+    /// any other origin is refused with 403, so another site cannot chat in
+    /// its visitors' name.
+    #[arg(long, env = "QUARTET_WEB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub web_allowed_origins: Vec<String>,
+
+    /// How often a WebSocket is pinged; one that has not answered the
+    /// previous ping by the next is closed (a vanished browser, a dead NAT).
+    #[arg(long, env = "QUARTET_WEB_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub web_ping_interval: Duration,
 
     /// Longest line a client may send, in bytes; longer ones get `ERR line too
     /// long` and the connection closes.
@@ -162,6 +186,9 @@ impl Default for GatewayOptions {
             weather_text_listen: None,
             chat_text_listen: None,
             chat_udp_listen: None,
+            web_listen: None,
+            web_allowed_origins: Vec::new(),
+            web_ping_interval: Duration::from_secs(20),
             max_line_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(300),
             max_connections: 16_384,
@@ -185,6 +212,7 @@ impl GatewayOptions {
             Protocol::Weather => self.weather_text_listen,
             Protocol::ChatTcp => self.chat_text_listen,
             Protocol::ChatUdp => self.chat_udp_listen,
+            Protocol::Web => self.web_listen,
         };
         configured.unwrap_or(Listen::At(SocketAddr::new(host, protocol.default_port())))
     }
@@ -205,6 +233,7 @@ impl GatewayOptions {
             weather_text_listen: any,
             chat_text_listen: any,
             chat_udp_listen: any,
+            web_listen: any,
             ..Self::default()
         }
     }

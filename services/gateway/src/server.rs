@@ -27,6 +27,7 @@ use crate::{
     options::{GatewayOptions, Listen, Protocol, UpstreamOptions},
     reply::err,
     upstreams::Upstreams,
+    web::{self, WebLimits, WebState, origin::AllowedOrigins},
     workers::{WorkerConfig, Workers},
 };
 
@@ -61,7 +62,7 @@ impl Gateway {
         let connections = Family::<ProtocolLabel, Gauge>::default();
         metrics.register(
             "gateway_connections",
-            "Open text-protocol connections (UDP: sessions), by protocol",
+            "Open text-protocol connections (UDP: sessions; web: WebSockets), by protocol",
             connections.clone(),
         );
         let transform_streams = Gauge::default();
@@ -101,6 +102,42 @@ impl Gateway {
             server.shutdown.clone(),
             metrics,
         )
+    }
+
+    /// The connections gauge of `protocol`.
+    fn gauge(&self, protocol: Protocol) -> Gauge {
+        self.connections
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.name(),
+            })
+            .clone()
+    }
+
+    /// The bounds of the UDP chat sessions.
+    fn udp_limits(&self) -> chat::udp::UdpLimits {
+        chat::udp::UdpLimits {
+            max_line_bytes: self.options.max_line_bytes,
+            idle: self.options.idle_timeout,
+            max_sessions: self.options.max_udp_sessions,
+            reclaim_after: self.options.udp_reclaim_after,
+        }
+    }
+
+    /// What the web door's handlers share.
+    fn web_state(&self, upstreams: Upstreams, tracker: &TaskTracker) -> WebState {
+        WebState {
+            upstreams,
+            limits: WebLimits {
+                max_line_bytes: self.options.max_line_bytes,
+                idle: self.options.idle_timeout,
+                ping_interval: self.options.web_ping_interval,
+            },
+            gauge: self.gauge(Protocol::Web),
+            origins: Arc::new(AllowedOrigins::new(&self.options.web_allowed_origins)),
+            drain: self.shutdown.drain_signal(),
+            tracker: tracker.clone(),
+            default_station: self.options.default_station.clone(),
+        }
     }
 
     /// Binds every enabled listener and starts the worker threads; `host` is
@@ -145,18 +182,31 @@ impl Gateway {
         } else {
             Some(Workers::start(self.options.worker_count(), &config).await?)
         };
+        let own_upstreams = || {
+            Upstreams::new(&self.upstreams, self.options.upstream_timeout)
+                .map_err(|status| io::Error::other(status.message().to_owned()))
+        };
         let udp = match udp {
-            Some(socket) => {
-                let upstreams = Upstreams::new(&self.upstreams, self.options.upstream_timeout)
-                    .map_err(|status| io::Error::other(status.message().to_owned()))?;
-                Some((socket, upstreams))
-            }
+            Some(socket) => Some((socket, own_upstreams()?)),
             None => None,
+        };
+        let web = match self.options.listen(Protocol::Web, host) {
+            Listen::At(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(|error| {
+                    io::Error::new(
+                        error.kind(),
+                        format!("cannot listen on {addr} for web: {error}"),
+                    )
+                })?;
+                Some((listener, own_upstreams()?))
+            }
+            Listen::Off => None,
         };
         Ok(BoundGateway {
             gateway: self,
             tcp,
             udp,
+            web,
             workers,
             tracker,
         })
@@ -169,6 +219,8 @@ pub struct BoundGateway {
     tcp: Vec<(Protocol, TcpListener)>,
     /// The UDP chat socket, served on the caller's runtime with its own channels.
     udp: Option<(UdpSocket, Upstreams)>,
+    /// The web door's listener, served on the caller's runtime with its own channels.
+    web: Option<(TcpListener, Upstreams)>,
     workers: Option<Workers>,
     /// Every connection and session, to wait for on drain.
     tracker: TaskTracker,
@@ -197,6 +249,13 @@ impl BoundGateway {
             .and_then(|(socket, _)| socket.local_addr().ok())
         {
             addresses.insert(Protocol::ChatUdp, addr);
+        }
+        if let Some(addr) = self
+            .web
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+        {
+            addresses.insert(Protocol::Web, addr);
         }
         addresses
     }
@@ -229,6 +288,7 @@ impl BoundGateway {
             gateway,
             tcp,
             udp,
+            web,
             workers,
             tracker,
         } = self;
@@ -243,36 +303,23 @@ impl BoundGateway {
                 protocol,
                 workers,
                 permits: permits.clone(),
-                gauge: gateway
-                    .connections
-                    .get_or_create(&ProtocolLabel {
-                        protocol: protocol.name(),
-                    })
-                    .clone(),
+                gauge: gateway.gauge(protocol),
                 drain: drain.clone(),
             };
             tracker.spawn(accepting.run(listener));
         }
         if let Some((socket, upstreams)) = udp {
-            let udp_limits = chat::udp::UdpLimits {
-                max_line_bytes: gateway.options.max_line_bytes,
-                idle: gateway.options.idle_timeout,
-                max_sessions: gateway.options.max_udp_sessions,
-                reclaim_after: gateway.options.udp_reclaim_after,
-            };
-            let gauge = gateway
-                .connections
-                .get_or_create(&ProtocolLabel {
-                    protocol: Protocol::ChatUdp.name(),
-                })
-                .clone();
             tracker.spawn(chat::udp::serve(
                 socket,
                 upstreams,
-                udp_limits,
-                gauge,
+                gateway.udp_limits(),
+                gateway.gauge(Protocol::ChatUdp),
                 drain.clone(),
             ));
+        }
+        if let Some((listener, upstreams)) = web {
+            let state = gateway.web_state(upstreams, &tracker);
+            tracker.spawn(web::serve(listener, permits, state));
         }
         info!("gateway serving");
 

@@ -257,6 +257,8 @@ impl Handlers {
                 .await;
                 return;
             }
+            // The web door has its own server; no worker is handed its sockets.
+            Protocol::Web => return,
         };
         serve_connection(stream, lines.session(), limits, async move {
             drain.draining().await;

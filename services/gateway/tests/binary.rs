@@ -30,6 +30,8 @@ async fn the_binary_announces_its_listeners_answers_and_exits_zero_on_sigterm() 
             "off",
             "--chat-udp-listen",
             "off",
+            "--web-listen",
+            "off",
         ])
         // Nothing listens here: the gateway must start anyway and answer ERR.
         .args([

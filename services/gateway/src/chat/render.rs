@@ -18,15 +18,33 @@ pub fn joined(joined: &Joined) -> String {
     )
 }
 
-/// What a member sees of an event, if anything: `own` is its nick, and lines
-/// after `history_until` that are its own are not echoed back.
-pub fn event(event: &Event, own: &str, history_until: u64) -> Option<String> {
+/// How one member reads the room.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The member's nick as the service spells it.
+    pub own: &'a str,
+    /// Lines up to this seq are history, shown even when they are ours.
+    pub history_until: u64,
+    /// `JOIN .. SEQ` / `SINCE`: lines read `#<seq> <nick> text`, and our own
+    /// live lines come back too, so the client holds the whole sequence.
+    pub numbered: bool,
+}
+
+/// What a member sees of an event, if anything: unnumbered, its own live
+/// lines are not echoed back.
+pub fn event(event: &Event, view: View<'_>) -> Option<String> {
+    let own = view.own;
     Some(match event {
         Event::Message(message) => {
-            if message.nick == own && message.seq > history_until {
+            let nick = printable(&message.nick);
+            let text = printable(&message.text);
+            if view.numbered {
+                return Some(format!("#{} {nick} {text}", message.seq));
+            }
+            if message.nick == own && message.seq > view.history_until {
                 return None;
             }
-            format!("{} {}", printable(&message.nick), printable(&message.text))
+            format!("{nick} {text}")
         }
         Event::MemberJoined(member) if member.nick != own => {
             format!("* {} joined", printable(&member.nick))
@@ -51,7 +69,15 @@ pub fn event(event: &Event, own: &str, history_until: u64) -> Option<String> {
 mod tests {
     use quartet_proto::chat::v1::{ChatMessage, Gap, MemberJoined, server_event::Event};
 
-    use super::event;
+    use super::{View, event};
+
+    fn plain(own: &str, history_until: u64) -> View<'_> {
+        View {
+            own,
+            history_until,
+            numbered: false,
+        }
+    }
 
     fn message(nick: &str, seq: u64, text: &str) -> Event {
         Event::Message(ChatMessage {
@@ -64,14 +90,30 @@ mod tests {
 
     #[test]
     fn own_live_lines_are_not_echoed_but_own_history_is() {
-        assert_eq!(event(&message("ana", 5, "hola"), "ana", 4), None);
+        assert_eq!(event(&message("ana", 5, "hola"), plain("ana", 4)), None);
         assert_eq!(
-            event(&message("ana", 3, "hola"), "ana", 4).as_deref(),
+            event(&message("ana", 3, "hola"), plain("ana", 4)).as_deref(),
             Some("ana hola")
         );
         assert_eq!(
-            event(&message("bo", 9, "hi\u{1b}[2J"), "ana", 4).as_deref(),
+            event(&message("bo", 9, "hi\u{1b}[2J"), plain("ana", 4)).as_deref(),
             Some("bo hi\\u{001B}[2J")
+        );
+    }
+
+    #[test]
+    fn numbered_lines_carry_their_seq_and_echo_our_own() {
+        let view = View {
+            numbered: true,
+            ..plain("ana", 4)
+        };
+        assert_eq!(
+            event(&message("ana", 5, "hola"), view).as_deref(),
+            Some("#5 ana hola")
+        );
+        assert_eq!(
+            event(&message("bo", 2, "a b"), view).as_deref(),
+            Some("#2 bo a b")
         );
     }
 
@@ -81,12 +123,18 @@ mod tests {
             nick: "bo".into(),
             ..MemberJoined::default()
         });
-        assert_eq!(event(&joined, "ana", 0).as_deref(), Some("* bo joined"));
-        assert_eq!(event(&joined, "bo", 0), None, "not our own join");
+        assert_eq!(
+            event(&joined, plain("ana", 0)).as_deref(),
+            Some("* bo joined")
+        );
+        assert_eq!(event(&joined, plain("bo", 0)), None, "not our own join");
         let gap = Event::Gap(Gap {
             from_seq: 4,
             to_seq: 9,
         });
-        assert_eq!(event(&gap, "ana", 0).as_deref(), Some("* missed 4-9"));
+        assert_eq!(
+            event(&gap, plain("ana", 0)).as_deref(),
+            Some("* missed 4-9")
+        );
     }
 }

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use super::{
-    command::{self, Command, RoomLine},
+    command::{self, Command, JoinMode, RoomLine},
     render,
 };
 use crate::{
@@ -55,6 +55,8 @@ struct InRoom {
     events: Streaming<ServerEvent>,
     /// Lines up to this seq are history, shown even when they are ours.
     history_until: u64,
+    /// Whether room lines are numbered (`JOIN .. SEQ` or `SINCE`).
+    numbered: bool,
     left: bool,
 }
 
@@ -177,12 +179,12 @@ impl<S: LineSink> Session<'_, S> {
                 self.nick = Some(nick);
                 self.answer(&answer).await
             }
-            Command::Join(room) => {
+            Command::Join { room, mode } => {
                 let Some(nick) = self.nick.clone() else {
                     let refusal = err("FAILED_PRECONDITION", "choose a name first: NICK <name>");
                     return self.answer(&Reply::line(refusal)).await;
                 };
-                match join(self.upstreams, &room, &nick).await {
+                match join(self.upstreams, &room, &nick, mode).await {
                     Ok((joined, line)) => {
                         self.room = Some(joined);
                         self.answer(&Reply::line(line)).await
@@ -237,7 +239,12 @@ impl<S: LineSink> Session<'_, S> {
                 return self.farewell(&status_line(&status)).await;
             }
         };
-        match render::event(&event, &joined.nick, joined.history_until) {
+        let view = render::View {
+            own: &joined.nick,
+            history_until: joined.history_until,
+            numbered: joined.numbered,
+        };
+        match render::event(&event, view) {
             Some(line) => self.answer(&Reply::line(line)).await,
             None => Next::Continue,
         }
@@ -246,13 +253,18 @@ impl<S: LineSink> Session<'_, S> {
 
 /// Opens the room's stream and waits for the server to let us in; the answer
 /// line either way.
-async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, String), String> {
+async fn join(
+    upstreams: &Upstreams,
+    room: &str,
+    nick: &str,
+    mode: JoinMode,
+) -> Result<(InRoom, String), String> {
     let (outbox, outgoing) = mpsc::channel(OUTBOX);
     let join = ClientEvent {
         event: Some(client_event::Event::Join(Join {
             room: room.to_owned(),
             nick: nick.to_owned(),
-            since_seq: None,
+            since_seq: mode.since(),
         })),
     };
     // The receiver is alive until the call below takes it.
@@ -281,6 +293,7 @@ async fn join(upstreams: &Upstreams, room: &str, nick: &str) -> Result<(InRoom, 
                 outbox,
                 events,
                 history_until: joined.last_seq,
+                numbered: mode.numbered(),
                 left: false,
             };
             Ok((in_room, line))

@@ -90,6 +90,19 @@ fn number(measurement: Option<&Measurement>) -> Option<String> {
     measurement.map(|measurement| format!("{:.1}", measurement.value))
 }
 
+/// A reading as the `ALL` line: `min=.. max=.. pressure=.. rainfall=..`, `-`
+/// for a metric not recorded. The web door's weather socket sends the same.
+pub fn all_line(reading: &Reading) -> String {
+    let value = |measurement| number(measurement).unwrap_or_else(|| "-".into());
+    format!(
+        "min={} max={} pressure={} rainfall={}",
+        value(reading.min_temperature.as_ref()),
+        value(reading.max_temperature.as_ref()),
+        value(reading.pressure.as_ref()),
+        value(reading.rainfall.as_ref()),
+    )
+}
+
 /// The measurement of `metric` in a reading, and its name in messages.
 fn pick(reading: &Reading, metric: Metric) -> (Option<&Measurement>, &'static str) {
     match metric {
@@ -145,17 +158,7 @@ pub async fn apply(command: Command, upstreams: &Upstreams, default_station: &st
                 at: None,
             };
             match get_reading(&weather, upstreams, &read).await {
-                Ok(reading) => {
-                    let reading = reading.into_inner();
-                    let value = |measurement| number(measurement).unwrap_or_else(|| "-".into());
-                    Reply::line(format!(
-                        "min={} max={} pressure={} rainfall={}",
-                        value(reading.min_temperature.as_ref()),
-                        value(reading.max_temperature.as_ref()),
-                        value(reading.pressure.as_ref()),
-                        value(reading.rainfall.as_ref()),
-                    ))
-                }
+                Ok(reading) => Reply::line(all_line(&reading.into_inner())),
                 Err(status) => failed(&status),
             }
         }
