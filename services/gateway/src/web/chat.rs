@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse as _, Response},
 };
 
-use super::{limits::WebLimits, router::WebState, socket};
+use super::{limits::WebLimits, socket, state::WebState};
 use crate::chat::session;
 
 /// Upgrades a browser (or any WebSocket client) to a chat session.

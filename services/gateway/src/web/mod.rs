@@ -3,8 +3,9 @@
 //! ports' limits. `/ws/chat` runs the very chat session TCP and UDP users
 //! run, so a browser, a telnet user and a gRPC user share one room.
 //!
-//! - [`router`]: the routes, the state every handler shares, admission of
-//!   an upgrade (the origin check), serving until drain.
+//! - [`router`]: the routes, serving until drain.
+//! - [`state`]: what every handler shares; admission of an upgrade (the
+//!   origin check).
 //! - [`listener`]: every connection within the gateway's connection budget,
 //!   and closed when idle.
 //! - [`page`]: the embedded page and `/healthz`.
@@ -21,7 +22,9 @@ pub mod origin;
 pub mod page;
 pub mod router;
 pub mod socket;
+pub mod state;
 pub mod weather;
 
 pub use limits::WebLimits;
-pub use router::{WebState, serve};
+pub use router::serve;
+pub use state::WebState;

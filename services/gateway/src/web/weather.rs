@@ -15,7 +15,7 @@ use quartet_client::retry_read;
 use quartet_proto::weather::v1::{ListStationsRequest, WatchReadingsRequest};
 use serde::{Deserialize, Serialize};
 
-use super::{router::WebState, socket};
+use super::{socket, state::WebState};
 use crate::{
     chat::session::{Input, LineSink},
     protocol::weather::all_line,
