@@ -24,7 +24,7 @@ use tokio::{
     time::{Instant, timeout},
 };
 
-use common::{DEADLINE, Process, quartet};
+use common::{DEADLINE, Process, every_listener_on_any_port, quartet};
 
 /// `quartet serve all`, every listener on a free port of 127.0.0.1.
 async fn serve_all(data: &std::path::Path) -> ServerProcess {
@@ -36,21 +36,7 @@ async fn serve_all(data: &std::path::Path) -> ServerProcess {
         .env_remove("QUARTET_DATABASE_URL")
         .env_remove("QUARTET_NATS_URL")
         .env_remove("QUARTET_OBSERVATIONS");
-    for flag in [
-        "--transform-listen",
-        "--database-listen",
-        "--weather-listen",
-        "--chat-listen",
-        "--transform-text-listen",
-        "--database-text-listen",
-        "--weather-text-listen",
-        "--chat-text-listen",
-        "--chat-udp-listen",
-        "--web-listen",
-    ] {
-        command.args([flag, "127.0.0.1:0"]);
-    }
-    command.arg("--data-dir").arg(data);
+    command.args(every_listener_on_any_port(data));
     ServerProcess::start(command, &["chat", "gateway chat", "gateway web"])
         .await
         .unwrap()
@@ -58,11 +44,11 @@ async fn serve_all(data: &std::path::Path) -> ServerProcess {
 
 /// chromedriver on a port of its choosing, and that port once it is ready.
 async fn chromedriver(path: &PathBuf) -> (Child, u16) {
-    let mut child = Command::new(path)
-        .arg("--port=0")
+    let mut command = Command::new(path);
+    command.arg("--port=0").kill_on_drop(true);
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -178,39 +164,53 @@ impl Telnet {
     }
 
     async fn line(&mut self) -> String {
-        timeout(DEADLINE, self.lines.next_line())
-            .await
-            .expect("no line in time")
-            .unwrap()
-            .expect("the gateway closed the connection")
-    }
-
-    /// The next `n` numbered lines, as `(nick, text)`.
-    async fn messages(&mut self, n: usize) -> Vec<(String, String)> {
-        let mut messages = Vec::new();
-        while messages.len() < n {
-            let line = self.line().await;
-            let Some(numbered) = line.strip_prefix('#') else {
-                continue;
-            };
-            let (_, rest) = numbered.split_once(' ').unwrap();
-            let (nick, text) = rest.split_once(' ').unwrap();
-            messages.push((nick.to_owned(), text.to_owned()));
-        }
-        messages
+        let next = timeout(DEADLINE, self.lines.next_line()).await;
+        let line = next.expect("no line in time").unwrap();
+        line.expect("the gateway closed the connection")
     }
 }
 
-/// The next `n` lines `quartet chat` printed as `<nick> text`.
-async fn cli_messages(cli: &mut Process, n: usize) -> Vec<(String, String)> {
+/// Where a user reads the room: one line at a time.
+trait Transcript {
+    async fn next(&mut self) -> String;
+}
+
+impl Transcript for Telnet {
+    async fn next(&mut self) -> String {
+        self.line().await
+    }
+}
+
+impl Transcript for Process {
+    async fn next(&mut self) -> String {
+        self.next_line().await
+    }
+}
+
+/// A numbered room line, `#<seq> <nick> text`, as `(nick, text)`.
+fn numbered(line: &str) -> Option<(&str, &str)> {
+    let (_, rest) = line.strip_prefix('#')?.split_once(' ')?;
+    rest.split_once(' ')
+}
+
+/// A line `quartet chat` printed, `<nick> text`, as `(nick, text)`.
+fn printed(line: &str) -> Option<(&str, &str)> {
+    line.strip_prefix('<')?.split_once("> ")
+}
+
+/// The next `n` lines of `transcript` that `said` reads as `(nick, text)`,
+/// skipping the others (joins, leaves, prompts).
+async fn messages(
+    transcript: &mut impl Transcript,
+    n: usize,
+    said: fn(&str) -> Option<(&str, &str)>,
+) -> Vec<(String, String)> {
     let mut messages = Vec::new();
     while messages.len() < n {
-        let line = cli.next_line().await;
-        let Some(said) = line.strip_prefix('<') else {
-            continue;
-        };
-        let (nick, text) = said.split_once("> ").unwrap();
-        messages.push((nick.to_owned(), text.to_owned()));
+        let line = transcript.next().await;
+        if let Some((nick, text)) = said(&line) {
+            messages.push((nick.to_owned(), text.to_owned()));
+        }
     }
     messages
 }
@@ -253,8 +253,8 @@ async fn three_doors_share_a_room(client: &Client, server: &ServerProcess) {
     telnet.send("hello from telnet").await;
     cli.write("hello from the cli\n").await;
 
-    let heard_by_telnet = telnet.messages(3).await;
-    let heard_by_cli = cli_messages(&mut cli, 3).await;
+    let heard_by_telnet = messages(&mut telnet, 3, numbered).await;
+    let heard_by_cli = messages(&mut cli, 3, printed).await;
     let heard_by_browser = eventually("the browser shows three lines", || async {
         let lines = page_lines(client).await;
         (lines.len() == 3).then_some(lines)

@@ -13,12 +13,12 @@ use tokio::{
 
 use quartet_e2e::{ServerProcess, Signal};
 
-use common::{DEADLINE, quartet, run};
+use common::{DEADLINE, every_listener_on_any_port, quartet, run};
 
 /// `quartet serve ARGS...`, logging warnings only and with none of the
 /// machine's backend settings (PostgreSQL, NATS, observations), once it has
 /// announced every one of `names`.
-async fn serve(args: &[&str], names: &[&str]) -> ServerProcess {
+async fn serve<S: AsRef<std::ffi::OsStr>>(args: &[S], names: &[&str]) -> ServerProcess {
     let mut command = quartet();
     command
         .arg("serve")
@@ -66,22 +66,7 @@ async fn serve_runs_chat_until_sigterm_then_exits_zero() {
 #[tokio::test]
 async fn serve_all_runs_every_service() {
     let data = tempfile::tempdir().unwrap();
-    let mut args = vec![];
-    for flag in [
-        "--transform-listen",
-        "--database-listen",
-        "--weather-listen",
-        "--chat-listen",
-        "--transform-text-listen",
-        "--database-text-listen",
-        "--weather-text-listen",
-        "--chat-text-listen",
-        "--chat-udp-listen",
-        "--web-listen",
-    ] {
-        args.extend([flag, "127.0.0.1:0"]);
-    }
-    args.extend(["--data-dir", data.path().to_str().unwrap()]);
+    let args = every_listener_on_any_port(data.path());
     let services = ["transform", "database", "weather", "chat"];
     let gateway = services.map(|service| format!("gateway {service}"));
     let mut names: Vec<&str> = services.to_vec();

@@ -59,6 +59,29 @@ const CLIENT_VARIABLES: [&str; 7] = [
     "QUARTET_TLS_SERVER_NAME",
 ];
 
+/// Every listener `quartet serve all` opens, each on a port of 127.0.0.1
+/// the system picks, data in `data`: the arguments after `serve all`.
+pub(crate) fn every_listener_on_any_port(data: &std::path::Path) -> Vec<String> {
+    let flags = [
+        "--transform-listen",
+        "--database-listen",
+        "--weather-listen",
+        "--chat-listen",
+        "--transform-text-listen",
+        "--database-text-listen",
+        "--weather-text-listen",
+        "--chat-text-listen",
+        "--chat-udp-listen",
+        "--web-listen",
+    ];
+    let mut args: Vec<String> = flags
+        .iter()
+        .flat_map(|flag| [(*flag).to_owned(), "127.0.0.1:0".to_owned()])
+        .collect();
+    args.extend(["--data-dir".to_owned(), data.display().to_string()]);
+    args
+}
+
 /// The CLI with none of the machine's QUARTET_* client settings (output
 /// format, timeout, credentials, service addresses), stdin closed, killed
 /// when dropped.

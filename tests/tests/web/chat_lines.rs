@@ -3,24 +3,21 @@
 
 use super::harness::{LineUser, Quartet};
 
-/// NICK and JOIN on a new connection; returns the user and its `OK joined` line.
-async fn join(quartet: &Quartet, nick: &str, join: &str) -> (LineUser, String) {
-    let mut user = LineUser::connect(quartet.chat_tcp()).await;
-    assert_eq!(
-        user.ask(&format!("NICK {nick}")).await,
-        format!("OK nick {nick}")
-    );
-    let joined = user.ask(join).await;
-    assert!(joined.starts_with("OK joined "), "{joined}");
-    (user, joined)
+/// Ana joins `room` with numbered lines, then Bo plainly; Ana has seen Bo
+/// join.
+async fn ana_numbered_and_bo_plain(room: &str) -> (Quartet, LineUser, LineUser) {
+    let quartet = Quartet::start().await;
+    let (mut ana, _) = quartet
+        .telnet_user("ana", &format!("JOIN {room} SEQ"))
+        .await;
+    let (bo, _) = quartet.telnet_user("bo", &format!("JOIN {room}")).await;
+    assert_eq!(ana.line().await, "* bo joined");
+    (quartet, ana, bo)
 }
 
 #[tokio::test]
 async fn a_numbered_join_numbers_every_line_and_echoes_our_own() {
-    let quartet = Quartet::start().await;
-    let (mut ana, _) = join(&quartet, "ana", "JOIN plaza SEQ").await;
-    let (mut bo, _) = join(&quartet, "bo", "JOIN plaza").await;
-    assert_eq!(ana.line().await, "* bo joined");
+    let (_quartet, mut ana, mut bo) = ana_numbered_and_bo_plain("plaza").await;
 
     ana.send("hola a todos").await;
     assert_eq!(ana.line().await, "#1 ana hola a todos");
@@ -38,10 +35,7 @@ async fn a_numbered_join_numbers_every_line_and_echoes_our_own() {
 
 #[tokio::test]
 async fn joining_since_a_number_gets_exactly_the_lines_after_it() {
-    let quartet = Quartet::start().await;
-    let (mut ana, _) = join(&quartet, "ana", "JOIN patio SEQ").await;
-    let (mut bo, _) = join(&quartet, "bo", "JOIN patio").await;
-    assert_eq!(ana.line().await, "* bo joined");
+    let (quartet, mut ana, mut bo) = ana_numbered_and_bo_plain("patio").await;
     for line in ["one", "two"] {
         bo.send(line).await;
     }
@@ -53,10 +47,12 @@ async fn joining_since_a_number_gets_exactly_the_lines_after_it() {
     for line in ["three", "four"] {
         bo.send(line).await;
     }
-    let (mut ana, joined) = join(&quartet, "ana", "join patio since 2").await;
+    let (mut ana, joined) = quartet.telnet_user("ana", "join patio since 2").await;
     assert_eq!(joined, "OK joined patio as ana; here: ana, bo");
-    assert_eq!(ana.line().await, "#3 bo three");
-    assert_eq!(ana.line().await, "#4 bo four");
+    assert_eq!(
+        [ana.line().await, ana.line().await],
+        ["#3 bo three", "#4 bo four"]
+    );
     bo.send("five").await;
     assert_eq!(
         ana.line().await,
@@ -70,14 +66,19 @@ async fn malformed_joins_get_a_usage_error_and_the_session_goes_on() {
     let quartet = Quartet::start().await;
     let mut user = LineUser::connect(quartet.chat_tcp()).await;
     assert_eq!(user.ask("NICK cy").await, "OK nick cy");
-    assert_eq!(
-        user.ask("JOIN plaza SINCE yesterday").await,
-        "ERR INVALID_ARGUMENT SINCE takes a sequence number: JOIN <room> SINCE <n>"
-    );
-    assert_eq!(
-        user.ask("JOIN plaza LATER").await,
-        "ERR INVALID_ARGUMENT usage: JOIN <room> [SEQ | SINCE <n>] (a room has no spaces)"
-    );
+    let refused = [
+        (
+            "JOIN plaza SINCE yesterday",
+            "ERR INVALID_ARGUMENT SINCE takes a sequence number: JOIN <room> SINCE <n>",
+        ),
+        (
+            "JOIN plaza LATER",
+            "ERR INVALID_ARGUMENT usage: JOIN <room> [SEQ | SINCE <n>] (a room has no spaces)",
+        ),
+    ];
+    for (join, refusal) in refused {
+        assert_eq!(user.ask(join).await, refusal);
+    }
     assert!(
         user.ask("JOIN plaza SEQ")
             .await

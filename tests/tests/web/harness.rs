@@ -49,6 +49,19 @@ impl Quartet {
         self.gateway.address(Protocol::ChatTcp).unwrap()
     }
 
+    /// A telnet user on the chat port who has sent NICK and `join`; the user
+    /// and its `OK joined` line.
+    pub async fn telnet_user(&self, nick: &str, join: &str) -> (LineUser, String) {
+        let mut user = LineUser::connect(self.chat_tcp()).await;
+        assert_eq!(
+            user.ask(&format!("NICK {nick}")).await,
+            format!("OK nick {nick}")
+        );
+        let joined = user.ask(join).await;
+        assert!(joined.starts_with("OK joined "), "{joined}");
+        (user, joined)
+    }
+
     /// `ws://<web door><path>`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.web())
@@ -124,6 +137,15 @@ impl WebUser {
     pub async fn ask(&mut self, line: &str) -> String {
         self.send(line).await;
         self.line().await
+    }
+
+    /// The next `n` lines.
+    pub async fn lines(&mut self, n: usize) -> Vec<String> {
+        let mut lines = Vec::with_capacity(n);
+        for _ in 0..n {
+            lines.push(self.line().await);
+        }
+        lines
     }
 
     /// Reads until the socket ends; the code and reason it closed with.

@@ -32,12 +32,8 @@ async fn web_user(quartet: &Quartet, nick: &str, join: &str) -> WebUser {
 async fn a_browser_and_a_telnet_user_chat_in_one_room() {
     let quartet = Quartet::start().await;
     let mut web = web_user(&quartet, "wendy", "JOIN lobby SEQ").await;
-    let mut tel = LineUser::connect(quartet.chat_tcp()).await;
-    assert_eq!(tel.ask("NICK tom").await, "OK nick tom");
-    assert_eq!(
-        tel.ask("JOIN lobby").await,
-        "OK joined lobby as tom; here: tom, wendy"
-    );
+    let (mut tel, joined) = quartet.telnet_user("tom", "JOIN lobby").await;
+    assert_eq!(joined, "OK joined lobby as tom; here: tom, wendy");
     assert_eq!(web.line().await, "* tom joined");
 
     web.send("hola desde el navegador").await;
@@ -67,8 +63,7 @@ async fn a_browser_that_reconnects_since_its_last_number_misses_nothing() {
     tel.send("two").await;
     tel.send("three").await;
     let mut web = web_user(&quartet, "wendy", "JOIN porch SINCE 1").await;
-    assert_eq!(web.line().await, "#2 tom two");
-    assert_eq!(web.line().await, "#3 tom three");
+    assert_eq!(web.lines(2).await, ["#2 tom two", "#3 tom three"]);
     web.send("back").await;
     assert_eq!(
         web.line().await,

@@ -6,7 +6,7 @@
 use axum::{
     extract::{State, ws::WebSocketUpgrade},
     http::HeaderMap,
-    response::{IntoResponse as _, Response},
+    response::Response,
 };
 
 use super::{limits::WebLimits, socket, state::WebState};
@@ -18,15 +18,10 @@ pub async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let admission = match state.admit(&headers) {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal.into_response(),
-    };
     let limits: WebLimits = state.limits;
-    upgrade
-        .max_message_size(limits.max_message_bytes())
-        .max_frame_size(limits.max_message_bytes())
-        .on_upgrade(move |websocket| async move {
+    state
+        .clone()
+        .upgrade(&headers, upgrade, move |websocket| async move {
             let (input, sink, writer) = socket::open(websocket, limits);
             let writing = tokio::spawn(writer);
             session::run(
@@ -38,6 +33,5 @@ pub async fn upgrade(
             )
             .await;
             let _ = writing.await;
-            drop(admission);
         })
 }

@@ -41,15 +41,10 @@ pub async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let admission = match state.admit(&headers) {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal.into_response(),
-    };
     let limits = state.limits;
-    upgrade
-        .max_message_size(limits.max_message_bytes())
-        .max_frame_size(limits.max_message_bytes())
-        .on_upgrade(move |websocket| async move {
+    state
+        .clone()
+        .upgrade(&headers, upgrade, move |websocket| async move {
             let (input, mut sink, writer) = socket::open(websocket, limits);
             let writing = tokio::spawn(writer);
             let line = watch(&state, query, input, &mut sink).await;
@@ -58,7 +53,6 @@ pub async fn upgrade(
             }
             drop(sink);
             let _ = writing.await;
-            drop(admission);
         })
 }
 
