@@ -24,9 +24,12 @@ struct Args {
     server: ServerOptions,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    quartet_runtime::tokio_runtime()?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&args.telemetry, "quartet-chat", "info")?;
     let shutdown = Shutdown::on_signals().context("cannot install signal handlers")?;
     let metrics = Metrics::for_process(args.server.metrics_listen, &shutdown).await?;

@@ -12,9 +12,12 @@ struct Args {
     process: ProcessOptions,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let Args { process: options } = Args::parse();
+    quartet_runtime::tokio_runtime()?.block_on(serve(options))
+}
+
+async fn serve(options: ProcessOptions) -> anyhow::Result<()> {
     let process = Process::start("quartet-transform", &options).await?;
     let server = quartet_transform::server(options.server.clone(), process.shutdown());
     Ok(process
