@@ -30,9 +30,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const WARM_UP_CALLS: usize = 200;
 /// Calls counted.
 const COUNTED_CALLS: usize = 2_000;
-/// What our layers may add to a call, in allocations (server and client
-/// together make about 60 on the bare server).
-const LAYER_BUDGET: f64 = 2.5;
+/// What our layers may add to a call, in allocations: the request body's
+/// framing check (one box); server and client together make about 70 on the
+/// bare server. Measured 1.00 (2.00 before the call trace's body was unboxed).
+const LAYER_BUDGET: f64 = 1.5;
 
 /// Allocations per `Transform(UPPER, "hola, mundo")`, one call at a time.
 async fn allocations_per_call(url: String) -> f64 {
