@@ -222,6 +222,10 @@ def h2load_scenario(options: argparse.Namespace, out: Path) -> dict:
         for label, reports in runs.items()
     }
     quartet, bare, go = summary["quartet"], summary["bare tonic"], summary["grpc-go"]
+    for server in summary.values():
+        # The targets of issue 19, for every server (levers come as extra servers).
+        server["vs_grpc_go"] = server["per_second"] / go["per_second"]
+        server["cpu_vs_bare"] = server["cpu_us_per_call"] / bare["cpu_us_per_call"]
     title = (f"Transform under h2load, {h2load.CONNECTIONS} connections x {h2load.STREAMS_PER_CONNECTION} "
              f"streams (median of {options.runs})")
     charts.bar_chart(str(out / "transform-h2load.svg"), title, "calls/s",
