@@ -196,9 +196,11 @@ def h2load_scenario(options: argparse.Namespace, out: Path) -> dict:
         commands[label] = shlex.split(command)
     with tempfile.TemporaryDirectory(prefix="quartet-bench-h2load-") as scratch:
         request = h2load.write_request(Path(scratch))
-        servers = {label: Server(label, command) for label, command in commands.items()}
-        runs: dict[str, list[dict]] = {label: [] for label in servers}
+        servers: dict[str, Server] = {}
+        runs: dict[str, list[dict]] = {label: [] for label in commands}
         try:
+            for label, command in commands.items():
+                servers[label] = Server(label, command)
             for label, server in servers.items():
                 h2load.check_answer(label, server.address, request)
             for run in range(options.runs):
