@@ -22,7 +22,8 @@ Usage:
     python3 bench/suite.py --list
 
 Scenarios: transform, transform-stream, db-create, db-get, weather-get,
-startup (process start to SERVING, idle RSS), weather-watch (10,000 watches,
+transform-h2load (unary Transform under h2load against quartet, bare tonic and
+grpc-go, bench/go; server CPU per call; bench/h2load.py), startup (process start to SERVING, idle RSS), weather-watch (10,000 watches,
 `cargo bench -p quartet-weather`), chat-fanout (`cargo bench -p quartet-chat`),
 gateway (text lines through the gateway, bench/gateway.py).
 """
@@ -34,6 +35,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -46,11 +48,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import charts  # noqa: E402  (the sibling module, after the path is set)
 import gateway  # noqa: E402
+import h2load  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
 QUARTET = RELEASE / "quartet"
 PYTHON_SERVER = [sys.executable, str(ROOT / "bench" / "python_server.py")]
+GO_PEER = ROOT / "target" / "bench" / "quartet-transform-go"
 ANNOUNCE = re.compile(r"^(\S+) listening on (\S+)$")
 START_DEADLINE = 60.0
 
@@ -62,7 +66,7 @@ GRPC_SCENARIOS = {
     "db-get": ("db-get", "database", "--database-addr"),
     "weather-get": ("weather-get", "weather", "--weather-addr"),
 }
-OTHER_SCENARIOS = ["startup", "weather-watch", "chat-fanout", "gateway"]
+OTHER_SCENARIOS = ["transform-h2load", "startup", "weather-watch", "chat-fanout", "gateway"]
 
 
 class Server:
@@ -172,6 +176,78 @@ def grpc_scenario(name: str, options: argparse.Namespace, out: Path) -> dict:
     return result
 
 
+def build_go_peer() -> None:
+    """bench/go: grpc-go from Debian's sources, GOPATH mode, nothing downloaded."""
+    GO_PEER.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOPATH": f"{ROOT / 'bench' / 'go'}:/usr/share/gocode", "GO111MODULE": "off"}
+    subprocess.run(["go", "build", "-o", str(GO_PEER), "quartet-transform"], cwd=ROOT, env=env, check=True)
+
+
+def h2load_scenario(options: argparse.Namespace, out: Path) -> dict:
+    """Unary Transform under h2load: quartet, bare tonic and grpc-go (plus any
+    --extra-server, for trying a lever), runs alternating, medians."""
+    commands = {
+        "quartet": [str(RELEASE / "quartet-transform"), "--listen", "127.0.0.1:0"],
+        "bare tonic": [str(RELEASE / "quartet-bare"), "transform"],
+        "grpc-go": [str(GO_PEER), "--listen", "127.0.0.1:0"],
+    }
+    for extra in options.extra_server:
+        label, _, command = extra.partition("=")
+        commands[label] = shlex.split(command)
+    with tempfile.TemporaryDirectory(prefix="quartet-bench-h2load-") as scratch:
+        request = h2load.write_request(Path(scratch))
+        servers: dict[str, Server] = {}
+        runs: dict[str, list[dict]] = {label: [] for label in commands}
+        try:
+            for label, command in commands.items():
+                servers[label] = Server(label, command)
+            for label, server in servers.items():
+                h2load.check_answer(label, server.address, request)
+            for run in range(options.runs):
+                for label, server in servers.items():
+                    report = h2load.measure(server.address, server.process.pid, request,
+                                            options.duration, options.warmup)
+                    runs[label].append(report)
+                    log(f"transform-h2load run {run + 1} {label:12} {report['per_second']:>9.0f}/s "
+                        f"{report['cpu_us_per_call']:5.2f} CPU-us/call failed {report['failed']}")
+        finally:
+            for server in servers.values():
+                server.stop()
+    summary = {
+        label: {
+            "per_second": median([r["per_second"] for r in reports]),
+            "cpu_us_per_call": median([r["cpu_us_per_call"] for r in reports]),
+            "failed": sum(r["failed"] for r in reports),
+            "runs": [round(r["per_second"]) for r in reports],
+            "runs_cpu_us_per_call": [round(r["cpu_us_per_call"], 2) for r in reports],
+        }
+        for label, reports in runs.items()
+    }
+    quartet, bare, go = summary["quartet"], summary["bare tonic"], summary["grpc-go"]
+    for server in summary.values():
+        # The targets of issue 19, for every server (levers come as extra servers).
+        server["vs_grpc_go"] = server["per_second"] / go["per_second"]
+        server["cpu_vs_bare"] = server["cpu_us_per_call"] / bare["cpu_us_per_call"]
+    title = (f"Transform under h2load, {h2load.CONNECTIONS} connections x {h2load.STREAMS_PER_CONNECTION} "
+             f"streams (median of {options.runs})")
+    charts.bar_chart(str(out / "transform-h2load.svg"), title, "calls/s",
+                     [(label, [("calls/s", s["per_second"], spread([float(v) for v in s["runs"]]))])
+                      for label, s in summary.items()])
+    charts.bar_chart(str(out / "transform-h2load-cpu.svg"), "Server CPU per call under h2load (median)",
+                     "CPU-us per call",
+                     [(label, [("CPU-us", s["cpu_us_per_call"], spread(s["runs_cpu_us_per_call"]))])
+                      for label, s in summary.items()])
+    return {
+        "scenario": "transform-h2load",
+        "connections": h2load.CONNECTIONS,
+        "streams_per_connection": h2load.STREAMS_PER_CONNECTION,
+        "servers": summary,
+        "quartet_vs_grpc_go": quartet["per_second"] / go["per_second"],
+        "quartet_cpu_vs_bare": quartet["cpu_us_per_call"] / bare["cpu_us_per_call"],
+        "quartet_vs_bare": quartet["per_second"] / bare["per_second"],
+    }
+
+
 def startup_scenario(options: argparse.Namespace, out: Path) -> dict:
     text_off = ["--transform-text-listen", "127.0.0.1:0", "--database-text-listen", "127.0.0.1:0",
                 "--weather-text-listen", "127.0.0.1:0", "--chat-text-listen", "127.0.0.1:0",
@@ -188,7 +264,15 @@ def startup_scenario(options: argparse.Namespace, out: Path) -> dict:
         }
         servers = {}
         for label, command in commands.items():
-            report = quartet_bench(["startup", "--runs", str(max(options.runs, 3)), "--idle", "2s", "--", *command])
+            try:
+                report = quartet_bench(["startup", "--runs", str(max(options.runs, 3)), "--idle", "2s", "--",
+                                        *command])
+            except subprocess.CalledProcessError as error:
+                if "baseline" not in label:
+                    raise
+                # A baseline that cannot start here (grpcio not installed, say) is left out.
+                log(f"startup {label}: skipped, it did not start: {error.stderr.strip()[-200:]}")
+                continue
             servers[label] = {
                 "serving_ms": report["median_serving_ms"],
                 "idle_rss_mib": report["median_idle_rss_mib"],
@@ -315,6 +399,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                         help="where the JSON results and SVG charts go")
     parser.add_argument("--no-build", action="store_true", help="use the release binaries already built")
+    parser.add_argument("--extra-server", action="append", default=[], metavar="LABEL=COMMAND",
+                        help="transform-h2load: one more server to measure beside the others "
+                             "(a variant binary, or `env VAR=value BINARY ...`); repeatable")
     options = parser.parse_args()
     every = [*GRPC_SCENARIOS, *OTHER_SCENARIOS]
     if options.list:
@@ -326,12 +413,16 @@ def main() -> None:
         parser.error(f"unknown scenarios {unknown}; --list shows them")
     if not options.no_build:
         subprocess.run(["cargo", "build", "--release", "--workspace", "--bins"], cwd=ROOT, check=True)
+    if "transform-h2load" in chosen:
+        build_go_peer()
     options.out.mkdir(parents=True, exist_ok=True)
 
     for name in chosen:
         with machine_note() as note:
             if name in GRPC_SCENARIOS:
                 result = grpc_scenario(name, options, options.out)
+            elif name == "transform-h2load":
+                result = h2load_scenario(options, options.out)
             elif name == "startup":
                 result = startup_scenario(options, options.out)
             elif name == "weather-watch":

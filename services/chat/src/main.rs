@@ -4,8 +4,12 @@ use anyhow::Context as _;
 use quartet_chat::DEFAULT_PORT;
 use quartet_runtime::Process;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The runtime QUARTET_RUNTIME asks for (docs/operations.md).
+    quartet_runtime::tokio_runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let (process, options) = Process::parse("quartet-chat", ABOUT).await?;
     let handler = quartet_chat::handler(&options)
         .await

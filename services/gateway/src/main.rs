@@ -15,8 +15,12 @@ struct GatewayArgs {
     upstreams: UpstreamOptions,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The runtime QUARTET_RUNTIME asks for (docs/operations.md).
+    quartet_runtime::tokio_runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     // `--listen` is where its gRPC health service answers Kubernetes' probes.
     let about = "Serves the text protocols on TCP 7001-7004 and UDP 7004";
     let (process, args) = Process::parse::<GatewayArgs>("quartet-gateway", about).await?;

@@ -137,7 +137,7 @@ impl<S> Service<http::Request<Body>> for CallTrace<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>>,
 {
-    type Response = http::Response<Body>;
+    type Response = http::Response<TracedBody>;
     type Error = S::Error;
     type Future = CallTraceFuture<S::Future>;
 
@@ -272,7 +272,7 @@ impl<F, E> Future for CallTraceFuture<F>
 where
     F: Future<Output = Result<http::Response<Body>, E>>,
 {
-    type Output = F::Output;
+    type Output = Result<http::Response<TracedBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -296,23 +296,29 @@ where
                 return Poll::Ready(Err(error));
             }
         };
-        if let Some(code) = status_code(response.headers()) {
-            // Trailers-only: the call is over before any message.
-            record.finish(outcome(code, response.headers_mut()));
-            return Poll::Ready(Ok(response));
-        }
-        Poll::Ready(Ok(
-            response.map(|inner| Body::new(TracedBody { inner, record }))
-        ))
+        let record = match status_code(response.headers()) {
+            Some(code) => {
+                // Trailers-only: the call is over before any message.
+                record.finish(outcome(code, response.headers_mut()));
+                None
+            }
+            None => Some(record),
+        };
+        Poll::Ready(Ok(response.map(|inner| TracedBody { inner, record })))
     }
 }
 
 pin_project! {
-    /// A response body that records the call's status from its trailers.
-    struct TracedBody {
+    /// The response body of a call through [`CallTrace`]: records the call's
+    /// status from its trailers (`record` is `None` once the call is over).
+    ///
+    /// A type of its own rather than a boxed [`Body`]: tonic boxes whatever
+    /// body the outermost layer answers with, so boxing it here too would be
+    /// one more allocation per call (issue 19 counted them).
+    pub struct TracedBody {
         #[pin]
         inner: Body,
-        record: CallRecord,
+        record: Option<CallRecord>,
     }
 }
 
@@ -325,8 +331,11 @@ impl HttpBody for TracedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.project();
+        let Some(record) = this.record.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
         let mut polled = {
-            let _entered = this.record.span.enter();
+            let _entered = record.span.enter();
             this.inner.poll_frame(cx)
         };
         match &mut polled {
@@ -334,7 +343,7 @@ impl HttpBody for TracedBody {
                 if let Some(trailers) = frame.trailers_mut()
                     && let Some(code) = status_code(trailers)
                 {
-                    this.record.finish(outcome(code, trailers));
+                    record.finish(outcome(code, trailers));
                 }
             }
             Poll::Ready(Some(Err(status))) => {
@@ -343,9 +352,9 @@ impl HttpBody for TracedBody {
                 } else {
                     status.code()
                 };
-                this.record.finish(code);
+                record.finish(code);
             }
-            Poll::Ready(None) => this.record.finish(Code::Unknown),
+            Poll::Ready(None) => record.finish(Code::Unknown),
             Poll::Pending => {}
         }
         polled

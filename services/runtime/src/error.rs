@@ -15,9 +15,6 @@ pub enum ServeError {
         /// What the OS said.
         source: io::Error,
     },
-    /// The descriptor sets are inconsistent (a build problem, not a runtime one).
-    #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
     /// The descriptor sets do not describe every hosted service (a build problem).
     #[error(transparent)]
     Descriptors(#[from] DescriptorError),

@@ -12,6 +12,7 @@
 //! - [`process`]: [`Process`], what every server binary does around its
 //!   server, from parsing its flags to serving.
 //! - [`telemetry`]: tracing to stderr as text or JSON, filtered by `RUST_LOG`.
+//! - [`scheduler`]: the tokio runtime of a server binary (`QUARTET_RUNTIME`).
 //! - [`server`]: [`GrpcServer`] and [`BoundServer`]: assembly, binding (port 0
 //!   works and reports the real port), serving and the shutdown sequence.
 //! - `error`: [`ServeError`], why a server could not start (with
@@ -21,7 +22,8 @@
 //! - [`stream`]: [`UntilDrained`], the response stream of a long-lived call:
 //!   its source's items, until the first error or the drain's goodbye.
 //! - [`health`]: `grpc.health.v1.Health`, overall and per service.
-//! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services.
+//! - `reflection`: `grpc.reflection.v1` and `v1alpha` for the hosted services,
+//!   built on their first call.
 //! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates),
 //!   under the connection cap and the handshake deadline.
 //! - The tower layers every call passes through, outermost first:
@@ -55,6 +57,7 @@ mod reflection;
 pub mod reload;
 pub mod request_framing;
 pub mod request_timeout;
+pub mod scheduler;
 pub mod served_methods;
 pub mod server;
 pub mod shutdown;
@@ -68,6 +71,7 @@ pub use error::{DescriptorError, ServeError};
 pub use health::{HealthRegistry, ServingStatus};
 pub use metrics::Metrics;
 pub use process::{Process, ProcessError, ProcessOptions};
+pub use scheduler::tokio_runtime;
 pub use server::{BoundServer, GrpcServer, RunningServer};
 pub use shutdown::{DrainSignal, Shutdown};
 pub use stream::UntilDrained;

@@ -206,7 +206,7 @@ impl GrpcServer {
             ..
         } = self;
         let (reflection_v1, reflection_v1alpha) =
-            reflection::services(&descriptor_sets, &service_names)?;
+            reflection::services(&descriptor_sets, &service_names);
         let served = Arc::new(ServedMethods::of_server(&descriptor_sets, &service_names)?);
         routes
             .add_service(health.service(shutdown.drain_signal()))

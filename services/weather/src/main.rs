@@ -3,8 +3,12 @@
 use quartet_runtime::Process;
 use quartet_weather::DEFAULT_PORT;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // The runtime QUARTET_RUNTIME asks for (docs/operations.md).
+    quartet_runtime::tokio_runtime()?.block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let (process, options) = Process::parse("quartet-weather", ABOUT).await?;
     let handler = quartet_weather::handler(&options).await?;
     Ok(process
