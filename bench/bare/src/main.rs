@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use quartet_chat::{ChatConfig, ChatHandler, LocalBackplane, RoomHub};
 use quartet_database::{PeopleHandler, StoreOptions};
 use quartet_proto::{
-    chat::v1::chat_service_server::ChatServiceServer,
+    chat::v1::preencoded::chat_service_server::ChatServiceServer,
     database::v1::people_service_server::PeopleServiceServer,
     transform::v1::transform_service_server::TransformServiceServer,
     weather::v1::weather_service_server::WeatherServiceServer,

@@ -1,13 +1,22 @@
 //! The gRPC adapter: proto events in, domain calls, proto events out. A
 //! member's stream is [`crate::member`]'s; this file only converts.
+//!
+//! A line goes out to every member of its room, so it is encoded once, by the
+//! first member's stream to send it, and the bytes are shared
+//! ([`ChatLine::encoding`] and [`Outgoing::Encoded`]): encoding it once per
+//! member cost more than the fan-out itself (BENCHMARKS.md, "Chat").
 
 use std::{pin::Pin, sync::Arc};
 
 use futures_util::{Stream, StreamExt as _};
 use prost_types::Timestamp;
-use quartet_proto::chat::v1::{
-    self as pb, ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest,
-    ListRoomsResponse, ServerEvent, chat_service_server::ChatService, client_event, server_event,
+use quartet_proto::{
+    chat::v1::{
+        self as pb, ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest,
+        ListRoomsResponse, ServerEvent, client_event, preencoded::chat_service_server::ChatService,
+        server_event,
+    },
+    codec::{self, Outgoing},
 };
 use quartet_runtime::DrainSignal;
 use tonic::{Request, Response, Status, Streaming};
@@ -55,7 +64,7 @@ impl<B: Backplane> ChatHandler<B> {
     }
 }
 
-type ServerEvents = Pin<Box<dyn Stream<Item = Result<ServerEvent, Status>> + Send>>;
+type ServerEvents = Pin<Box<dyn Stream<Item = Result<Outgoing<ServerEvent>, Status>> + Send>>;
 
 impl From<ClientEvent> for member::Request {
     fn from(event: ClientEvent) -> Self {
@@ -69,6 +78,19 @@ impl From<ClientEvent> for member::Request {
             Some(client_event::Event::Leave(_)) => Self::Leave,
             None => Self::Empty,
         }
+    }
+}
+
+/// What goes on the wire for `outbound`: a line's shared encoding, or any
+/// other event (this member's alone) to be encoded as it is sent.
+fn outgoing(outbound: Outbound) -> Outgoing<ServerEvent> {
+    match outbound {
+        Outbound::Line(line) => Outgoing::Encoded(line.encoding.get_or_init(|| {
+            codec::encode(&ServerEvent {
+                event: Some(server_event::Event::Message(pb::ChatMessage::from(&*line))),
+            })
+        })),
+        other => Outgoing::Message(ServerEvent::from(other)),
     }
 }
 
@@ -203,7 +225,7 @@ impl<B: Backplane> ChatService for ChatHandler<B> {
         )
         .await?;
         Ok(Response::new(Box::pin(
-            events.map(|event| event.map(ServerEvent::from)),
+            events.map(|event| event.map(outgoing)),
         )))
     }
 

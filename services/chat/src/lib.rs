@@ -43,13 +43,13 @@ pub mod session;
 use std::sync::Arc;
 
 use clap::Args;
-use quartet_proto::chat::v1::chat_service_server::ChatServiceServer;
+use quartet_proto::chat::v1::preencoded::chat_service_server::ChatServiceServer;
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use backplane::{Backplane, LocalBackplane, NatsBackplane, NatsOptions};
 pub use config::ChatConfig;
 pub use error::ChatError;
-pub use event::{ChatLine, Presence, RoomEvent};
+pub use event::{ChatLine, Encoding, Presence, RoomEvent};
 pub use grpc::ChatHandler;
 pub use hub::{HubLimits, RoomHub};
 pub use names::{Nick, RoomName};
