@@ -253,3 +253,40 @@ impl<B: Backplane> ChatService for ChatHandler<B> {
         Ok(Response::new(GetHistoryResponse::from(&page)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::SystemTime};
+
+    use prost::Message as _;
+    use quartet_proto::{chat::v1::ServerEvent, codec::Outgoing};
+
+    use super::outgoing;
+    use crate::{
+        event::{ChatLine, Encoding},
+        names::{Nick, RoomName},
+        session::Outbound,
+    };
+
+    #[test]
+    fn a_line_is_encoded_once_and_decodes_as_its_message() {
+        let line = Arc::new(ChatLine {
+            id: "id1".into(),
+            seq: 7,
+            room: RoomName::parse("lobby").unwrap(),
+            nick: Nick::parse("ana").unwrap(),
+            text: "hello".into(),
+            time: SystemTime::UNIX_EPOCH,
+            encoding: Encoding::default(),
+        });
+        let expected = ServerEvent::from(Outbound::Line(line.clone()));
+        let (Outgoing::Encoded(first), Outgoing::Encoded(second)) = (
+            outgoing(Outbound::Line(line.clone())),
+            outgoing(Outbound::Line(line)),
+        ) else {
+            panic!("a line goes out encoded");
+        };
+        assert_eq!(first.as_ptr(), second.as_ptr(), "one encoding, shared");
+        assert_eq!(ServerEvent::decode(first).unwrap(), expected);
+    }
+}
