@@ -14,7 +14,10 @@ use tokio::{sync::broadcast, time::Instant};
 use super::Membership;
 use crate::{
     error::ChatError,
-    event::{ChatLine, Encoding, HistoryPage, JoinSnapshot, LeaveReason, Presence, RoomEvent, RoomSummary},
+    event::{
+        ChatLine, Encoding, HistoryPage, JoinSnapshot, LeaveReason, Presence, RoomEvent,
+        RoomSummary,
+    },
     names::{Nick, RoomName},
 };
 
