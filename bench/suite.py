@@ -309,46 +309,116 @@ def number(pattern: str, text: str) -> float:
     return float(match.group(1))
 
 
+WATCH_ROUNDS = 3
+WATCH_ROUND = re.compile(
+    r"opened in ([\d.]+)s \((\d+) failed\)\n"
+    r"watch: (\d+) readings/s delivered.*server CPU (\d+)% of one core\n"
+    r"watch: gap between a stream's readings p50 (\d+) ms, p99 (\d+) ms, p99\.9 (\d+) ms.*\n"
+    r"watch: server RSS holding \d+ streams: (\d+) KiB\n"
+    r"watch: server RSS after the streams closed: (\d+) KiB")
+
+
 def weather_watch_scenario(options: argparse.Namespace, out: Path) -> dict:
+    # Three watch rounds on one server: RSS that keeps growing by the same
+    # step each round is a leak, growth that shrinks is the allocator.
     output = cargo_bench("weather", [], {
         "WEATHER_BENCH_RUNS": str(options.runs), "WEATHER_BENCH_STREAMS": "10000",
-        "WEATHER_BENCH_WATCH_ROUNDS": "1", "WEATHER_BENCH_WINDOW_SECS": "10",
+        "WEATHER_BENCH_WATCH_ROUNDS": str(WATCH_ROUNDS), "WEATHER_BENCH_WINDOW_SECS": "10",
     })
+    rounds = [
+        {
+            "opened_in_s": float(m.group(1)), "failed": int(m.group(2)),
+            "delivered_per_second": float(m.group(3)), "server_cpu_percent": float(m.group(4)),
+            "gap_p50_ms": float(m.group(5)), "gap_p99_ms": float(m.group(6)), "gap_p999_ms": float(m.group(7)),
+            "rss_holding_mib": int(m.group(8)) / 1024, "rss_after_mib": int(m.group(9)) / 1024,
+        }
+        for m in WATCH_ROUND.finditer(output)
+    ]
+    if len(rounds) != WATCH_ROUNDS:
+        raise SystemExit(f"expected {WATCH_ROUNDS} watch rounds in the benchmark's output, found {len(rounds)}")
     result = {
         "scenario": "weather-watch",
         "provider_readings_per_second": number(r"provider alone \(baseline\): median (\d+)", output),
         "get_reading_per_second": number(r"GetReading over gRPC: median (\d+)", output),
+        "idle_rss_mib": number(r"server idle RSS: (\d+) KiB", output) / 1024,
         "streams": 10_000,
-        "delivered_per_second": number(r"watch: (\d+) readings/s delivered", output),
-        "gap_p50_ms": number(r"gap between a stream's readings p50 (\d+) ms", output),
-        "gap_p99_ms": number(r"p99 (\d+) ms, p99\.9", output),
-        "server_cpu_percent": number(r"server CPU (\d+)% of one core", output),
-        "rss_holding_mib": number(r"server RSS holding \d+ streams: (\d+) KiB", output) / 1024,
+        "rounds": rounds,
+        "delivered_per_second": rounds[0]["delivered_per_second"],
+        "gap_p50_ms": rounds[0]["gap_p50_ms"],
+        "gap_p99_ms": rounds[0]["gap_p99_ms"],
+        "server_cpu_percent": rounds[0]["server_cpu_percent"],
+        "rss_holding_mib": rounds[0]["rss_holding_mib"],
         "raw": output,
     }
     charts.bar_chart(str(out / "weather-watch.svg"), "10,000 watch streams at 1 s: readings delivered per second",
-                     "readings/s", [("ideal", [("ideal", 10_000.0, None)]),
-                                    ("delivered", [("delivered", result["delivered_per_second"], None)])])
+                     "readings/s", [("ideal", [("ideal", 10_000.0, None)])] +
+                     [(f"round {i + 1}", [("delivered", r["delivered_per_second"], None)])
+                      for i, r in enumerate(rounds)])
     return result
 
 
-def chat_fanout_scenario(options: argparse.Namespace, out: Path) -> dict:
-    args = ["--seconds", "10", "--rate", "500"]
-    nats = os.environ.get("QUARTET_TEST_NATS_URL")
-    if nats:
-        args += ["--nats-url", nats]
-    output = cargo_bench("fanout", args, {})
-    setups = {}
-    for match in re.finditer(r"^(\w+)\s+members=\d+ rate=\d+/s deliveries/s=(\d+) delivered=(\d+)/(\d+) "
-                             r"p50=([\d.]+)ms p99=([\d.]+)ms", output, re.MULTILINE):
-        setups[match.group(1)] = {
+CHAT_RATES = [500, 1000, 2000]
+FANOUT_LINE = re.compile(
+    r"^(\w+)\s+members=\d+ rate=\d+/s deliveries/s=(\d+) delivered=(\d+)/(\d+) "
+    r"p50=([\d.]+)ms p99=([\d.]+)ms max=([\d.]+)ms skipped=(\d+) broken=(\d+)", re.MULTILINE)
+
+
+def fanout_setups(output: str) -> dict:
+    """The setups of one `fanout` bench run (hub, grpc, nats), by name."""
+    return {
+        match.group(1): {
             "deliveries_per_second": float(match.group(2)),
             "delivered": int(match.group(3)), "expected": int(match.group(4)),
             "p50_ms": float(match.group(5)), "p99_ms": float(match.group(6)),
+            "max_ms": float(match.group(7)), "skipped": int(match.group(8)), "broken": int(match.group(9)),
         }
-    charts.bar_chart(str(out / "chat-fanout.svg"), "Chat fan-out: 200 members, 500 lines/s, p99 latency",
-                     "ms", [(name, [("p99", s["p99_ms"], None)]) for name, s in setups.items()])
-    return {"scenario": "chat-fanout", "setups": setups, "raw": output}
+        for match in FANOUT_LINE.finditer(output)
+    }
+
+
+def fanout_summary(runs: list[dict]) -> dict:
+    """Medians over runs of one rate, per setup; losses summed, never hidden
+    by a median."""
+    summary = {}
+    for name in runs[0]["setups"]:
+        setups = [run["setups"][name] for run in runs if name in run["setups"]]
+        summary[name] = {
+            "deliveries_per_second": median([s["deliveries_per_second"] for s in setups]),
+            "p50_ms": median([s["p50_ms"] for s in setups]),
+            "p99_ms": median([s["p99_ms"] for s in setups]),
+            "max_ms": median([s["max_ms"] for s in setups]),
+            "p99_runs_ms": [s["p99_ms"] for s in setups],
+            "delivered": sum(s["delivered"] for s in setups),
+            "expected": sum(s["expected"] for s in setups),
+            "skipped": sum(s["skipped"] for s in setups),
+            "broken": sum(s["broken"] for s in setups),
+        }
+    return summary
+
+
+def chat_fanout_scenario(options: argparse.Namespace, out: Path) -> dict:
+    # One `cargo bench` per rate and run, the rates alternating within each
+    # round so that load from elsewhere hits every rate alike. With
+    # QUARTET_TEST_NATS_URL set, each run measures the nats setup too.
+    nats = os.environ.get("QUARTET_TEST_NATS_URL")
+    runs: dict[int, list[dict]] = {rate: [] for rate in CHAT_RATES}
+    for _ in range(options.runs):
+        for rate in CHAT_RATES:
+            args = ["--seconds", "10", "--rate", str(rate)]
+            if nats:
+                args += ["--nats-url", nats]
+            load = Path("/proc/loadavg").read_text().split()[0]
+            output = cargo_bench("fanout", args, {})
+            runs[rate].append({"load_before": load, "setups": fanout_setups(output), "raw": output})
+    rates = {str(rate): {"summary": fanout_summary(rate_runs), "runs": rate_runs}
+             for rate, rate_runs in runs.items()}
+    charts.bar_chart(
+        str(out / "chat-fanout.svg"),
+        f"Chat fan-out: 200 members, p99 latency (median of {options.runs})", "ms",
+        [(f"{int(rate) * 200 // 1000}k deliveries/s ({rate} lines/s)",
+          [(name, s["p99_ms"], spread(s["p99_runs_ms"])) for name, s in r["summary"].items()])
+         for rate, r in rates.items()])
+    return {"scenario": "chat-fanout", "members": 200, "rates": rates}
 
 
 def gateway_scenario(options: argparse.Namespace, out: Path) -> dict:
@@ -370,6 +440,16 @@ def gateway_scenario(options: argparse.Namespace, out: Path) -> dict:
            for label, s in setups.items() if s["cpu_us_per_call"]]
     charts.bar_chart(str(out / "gateway-cpu.svg"), "CPU per line or call, by process (median)", "us", cpu)
     return result
+
+
+def without_raw(value):
+    """`value` without the benchmarks' raw output, at any depth: the summary
+    printed at the end."""
+    if isinstance(value, dict):
+        return {k: without_raw(v) for k, v in value.items() if k != "raw"}
+    if isinstance(value, list):
+        return [without_raw(v) for v in value]
+    return value
 
 
 def log(message: str) -> None:
@@ -434,8 +514,7 @@ def main() -> None:
         result["machine"] = note
         result["command"] = " ".join(sys.argv)
         (options.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        summary = {k: v for k, v in result.items() if k not in ("raw", "machine")}
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(without_raw({k: v for k, v in result.items() if k != "machine"})), flush=True)
 
 
 if __name__ == "__main__":

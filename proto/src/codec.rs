@@ -10,13 +10,18 @@
 //! [`BUFFER_BYTES`] rather than tonic's 8 KiB: most of our messages are tens of
 //! bytes, a larger one grows the buffer, and every unary call allocates one
 //! buffer each way (issue 19).
+//!
+//! [`OutgoingCodec`] is the same codec for a server stream whose answers may
+//! be encoded already ([`Outgoing`]): a chat room encodes each line once,
+//! not once per member.
 
 use std::marker::PhantomData;
 
+use bytes::{BufMut as _, Bytes};
 use prost::Message;
 use tonic::{
     Code, Status,
-    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
@@ -89,6 +94,83 @@ impl<U: Message + Default> Decoder for ProtoDecoder<U> {
                 status
             }
         })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.inner.buffer_settings()
+    }
+}
+
+/// An answer of a server stream: a message of this stream alone, encoded as
+/// it is sent, or one that many streams send alike, encoded once (see
+/// [`encode`]) and its bytes shared: a chat room's line reaches every member.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing<T> {
+    /// Encoded by the stream's codec when sent.
+    Message(T),
+    /// Already encoded: written as it is.
+    Encoded(Bytes),
+}
+
+/// `message` encoded once, to send as [`Outgoing::Encoded`] on many streams.
+pub fn encode<T: Message>(message: &T) -> Bytes {
+    message.encode_to_vec().into()
+}
+
+/// [`ProtoCodec`] for streams that answer with [`Outgoing`] messages.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingCodec<T, U> {
+    _types: PhantomData<(T, U)>,
+}
+
+impl<T, U> Default for OutgoingCodec<T, U> {
+    fn default() -> Self {
+        Self {
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T, U> Codec for OutgoingCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Outgoing<T>;
+    type Decode = U;
+    type Encoder = OutgoingEncoder<T>;
+    type Decoder = ProtoDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OutgoingEncoder {
+            inner: ProstEncoder::new(buffer_settings()),
+        }
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProtoCodec::<T, U>::default().decoder()
+    }
+}
+
+/// Encodes an [`Outgoing::Message`] with prost and copies an
+/// [`Outgoing::Encoded`] as it is.
+#[derive(Debug)]
+pub struct OutgoingEncoder<T> {
+    inner: ProstEncoder<T>,
+}
+
+impl<T: Message> Encoder for OutgoingEncoder<T> {
+    type Item = Outgoing<T>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Outgoing<T>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        match item {
+            Outgoing::Message(message) => self.inner.encode(message, buf),
+            Outgoing::Encoded(bytes) => {
+                buf.put_slice(&bytes);
+                Ok(())
+            }
+        }
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -9,7 +9,9 @@
 //!   per Protobuf package, named as the package is.
 //! - [`codec`]: the codec every generated client and server uses; it answers a
 //!   request that does not decode with INVALID_ARGUMENT rather than INTERNAL,
-//!   and starts each call's buffers at 1 KiB rather than 8.
+//!   and starts each call's buffers at 1 KiB rather than 8. Its
+//!   [`codec::Outgoing`] messages may be encoded once and sent on many
+//!   streams, as the chat server's [`chat::v1::preencoded`] service does.
 //! - [`FILE_DESCRIPTOR_SET`]: every file, with comments, for server reflection.
 //! - [`MessageLimit`]: one way to give every generated server the message
 //!   size limit.
@@ -54,6 +56,14 @@ pub mod chat {
     #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
     pub mod v1 {
         tonic::include_proto!("quartet.chat.v1");
+
+        /// The same service, with a Chat stream that may send messages encoded
+        /// already ([`crate::codec::Outgoing`]): what the chat server runs,
+        /// so a room encodes each line once rather than once per member.
+        /// Generated from the descriptor, so its routes are the contract's.
+        pub mod preencoded {
+            include!(concat!(env!("OUT_DIR"), "/quartet.chat.v1.ChatService.rs"));
+        }
     }
 }
 
@@ -82,6 +92,7 @@ message_limit!(
     database::v1::people_service_server::PeopleServiceServer<T>,
     weather::v1::weather_service_server::WeatherServiceServer<T>,
     chat::v1::chat_service_server::ChatServiceServer<T>,
+    chat::v1::preencoded::chat_service_server::ChatServiceServer<T>,
 );
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::{io::Write as _, net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, ValueEnum};
 use quartet_proto::{
-    chat::v1::chat_service_server::{self, ChatServiceServer},
+    chat::v1::preencoded::chat_service_server::{self, ChatServiceServer},
     database::v1::people_service_server::{self, PeopleServiceServer},
     transform::v1::transform_service_server::{self, TransformServiceServer},
     weather::v1::weather_service_server::{self, WeatherServiceServer},

@@ -1,7 +1,13 @@
 //! What happens in a room, in domain terms: lines said, members coming and
 //! going. No gRPC types; `grpc.rs` maps these to the contract.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
+
+use bytes::Bytes;
 
 use crate::names::{Nick, RoomName};
 
@@ -20,6 +26,46 @@ pub struct ChatLine {
     pub text: String,
     /// When it was accepted.
     pub time: SystemTime,
+    /// The line as the wire carries it, made by the first member's stream
+    /// that sends it and shared by every other: a room encodes each line
+    /// once, not once per member.
+    pub encoding: Encoding,
+}
+
+/// A line's encoding for the wire: opaque bytes that the gRPC adapter makes
+/// once and reads many times. A cache, never part of what the line is: any
+/// two are equal, and a clone starts empty (a cloned line may be changed).
+#[derive(Default)]
+pub struct Encoding(OnceLock<Bytes>);
+
+impl Clone for Encoding {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl Encoding {
+    /// The bytes, made by `encode` if this is the first call.
+    pub fn get_or_init(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.0.get_or_init(encode).clone()
+    }
+}
+
+impl PartialEq for Encoding {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Encoding {}
+
+impl fmt::Debug for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get() {
+            Some(bytes) => write!(f, "Encoding({} bytes)", bytes.len()),
+            None => f.write_str("Encoding(not yet)"),
+        }
+    }
 }
 
 /// Why a member left a room.

@@ -1,13 +1,22 @@
 //! The gRPC adapter: proto events in, domain calls, proto events out. A
 //! member's stream is [`crate::member`]'s; this file only converts.
+//!
+//! A line goes out to every member of its room, so it is encoded once, by the
+//! first member's stream to send it, and the bytes are shared
+//! ([`ChatLine::encoding`] and [`Outgoing::Encoded`]): encoding it once per
+//! member cost more than the fan-out itself (BENCHMARKS.md, "Chat").
 
 use std::{pin::Pin, sync::Arc};
 
 use futures_util::{Stream, StreamExt as _};
 use prost_types::Timestamp;
-use quartet_proto::chat::v1::{
-    self as pb, ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest,
-    ListRoomsResponse, ServerEvent, chat_service_server::ChatService, client_event, server_event,
+use quartet_proto::{
+    chat::v1::{
+        self as pb, ClientEvent, GetHistoryRequest, GetHistoryResponse, ListRoomsRequest,
+        ListRoomsResponse, ServerEvent, client_event, preencoded::chat_service_server::ChatService,
+        server_event,
+    },
+    codec::{self, Outgoing},
 };
 use quartet_runtime::DrainSignal;
 use tonic::{Request, Response, Status, Streaming};
@@ -69,7 +78,7 @@ impl<B: Backplane> ChatHandler<B> {
     }
 }
 
-type ServerEvents = Pin<Box<dyn Stream<Item = Result<ServerEvent, Status>> + Send>>;
+type ServerEvents = Pin<Box<dyn Stream<Item = Result<Outgoing<ServerEvent>, Status>> + Send>>;
 
 impl From<ClientEvent> for member::Request {
     fn from(event: ClientEvent) -> Self {
@@ -83,6 +92,19 @@ impl From<ClientEvent> for member::Request {
             Some(client_event::Event::Leave(_)) => Self::Leave,
             None => Self::Empty,
         }
+    }
+}
+
+/// What goes on the wire for `outbound`: a line's shared encoding, or any
+/// other event (this member's alone) to be encoded as it is sent.
+fn outgoing(outbound: Outbound) -> Outgoing<ServerEvent> {
+    match outbound {
+        Outbound::Line(line) => Outgoing::Encoded(line.encoding.get_or_init(|| {
+            codec::encode(&ServerEvent {
+                event: Some(server_event::Event::Message(pb::ChatMessage::from(&*line))),
+            })
+        })),
+        other => Outgoing::Message(ServerEvent::from(other)),
     }
 }
 
@@ -217,7 +239,7 @@ impl<B: Backplane> ChatService for ChatHandler<B> {
         )
         .await?;
         Ok(Response::new(Box::pin(
-            events.map(|event| event.map(ServerEvent::from)),
+            events.map(|event| event.map(outgoing)),
         )))
     }
 
@@ -243,5 +265,42 @@ impl<B: Backplane> ChatService for ChatHandler<B> {
             .history(&room, request.since_seq, limit)
             .await?;
         Ok(Response::new(GetHistoryResponse::from(&page)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::SystemTime};
+
+    use prost::Message as _;
+    use quartet_proto::{chat::v1::ServerEvent, codec::Outgoing};
+
+    use super::outgoing;
+    use crate::{
+        event::{ChatLine, Encoding},
+        names::{Nick, RoomName},
+        session::Outbound,
+    };
+
+    #[test]
+    fn a_line_is_encoded_once_and_decodes_as_its_message() {
+        let line = Arc::new(ChatLine {
+            id: "id1".into(),
+            seq: 7,
+            room: RoomName::parse("lobby").unwrap(),
+            nick: Nick::parse("ana").unwrap(),
+            text: "hello".into(),
+            time: SystemTime::UNIX_EPOCH,
+            encoding: Encoding::default(),
+        });
+        let expected = ServerEvent::from(Outbound::Line(line.clone()));
+        let (Outgoing::Encoded(first), Outgoing::Encoded(second)) = (
+            outgoing(Outbound::Line(line.clone())),
+            outgoing(Outbound::Line(line)),
+        ) else {
+            panic!("a line goes out encoded");
+        };
+        assert_eq!(first.as_ptr(), second.as_ptr(), "one encoding, shared");
+        assert_eq!(ServerEvent::decode(first).unwrap(), expected);
     }
 }

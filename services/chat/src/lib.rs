@@ -46,13 +46,15 @@ pub mod session;
 
 use std::sync::Arc;
 
-use quartet_proto::{MessageLimit as _, chat::v1::chat_service_server::ChatServiceServer};
+use quartet_proto::{
+    MessageLimit as _, chat::v1::preencoded::chat_service_server::ChatServiceServer,
+};
 use quartet_runtime::{GrpcServer, ServerOptions, Shutdown};
 
 pub use backplane::{AnyBackplane, Backplane, LocalBackplane, NatsBackplane, NatsOptions};
 pub use config::{BackplaneOptions, ChatConfig, ChatOptions};
 pub use error::ChatError;
-pub use event::{ChatLine, Presence, RoomEvent};
+pub use event::{ChatLine, Encoding, Presence, RoomEvent};
 pub use grpc::ChatHandler;
 pub use hub::{HubLimits, RoomHub};
 pub use names::{Nick, RoomName};

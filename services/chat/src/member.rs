@@ -141,11 +141,19 @@ where
 
 /// Runs `work` unless the server starts draining first (then `None`): the one
 /// place a member's stream watches the drain.
+///
+/// The drain is read as a flag first, and its future polled only after the
+/// work: polling it registers a waiter in a list every member of the server
+/// shares, behind one lock, and a room's members come here once per event.
+/// This way only a member with nothing to do waits on the list.
 async fn unless_draining<T>(drain: &DrainSignal, work: impl Future<Output = T>) -> Option<T> {
+    if drain.is_draining() {
+        return None;
+    }
     tokio::select! {
         biased;
-        () = drain.draining() => None,
         output = work => Some(output),
+        () = drain.draining() => None,
     }
 }
 

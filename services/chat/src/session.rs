@@ -165,7 +165,7 @@ mod tests {
     use super::{Cursor, LinePolicy, Notice, Outbound};
     use crate::{
         config::ChatConfig,
-        event::{ChatLine, RoomEvent},
+        event::{ChatLine, Encoding, RoomEvent},
         names::{Nick, RoomName},
     };
     use proptest::prelude::*;
@@ -180,6 +180,7 @@ mod tests {
             nick: Nick::parse("n").unwrap(),
             text: "t".into(),
             time: SystemTime::UNIX_EPOCH,
+            encoding: Encoding::default(),
         }))
     }
 

@@ -14,7 +14,10 @@ use tokio::{sync::broadcast, time::Instant};
 use super::Membership;
 use crate::{
     error::ChatError,
-    event::{ChatLine, HistoryPage, JoinSnapshot, LeaveReason, Presence, RoomEvent, RoomSummary},
+    event::{
+        ChatLine, Encoding, HistoryPage, JoinSnapshot, LeaveReason, Presence, RoomEvent,
+        RoomSummary,
+    },
     names::{Nick, RoomName},
 };
 
@@ -126,6 +129,7 @@ impl RoomState {
             nick: nick.clone(),
             text,
             time: SystemTime::now(),
+            encoding: Encoding::default(),
         });
         self.push_line(line.clone(), retain);
         line

@@ -23,7 +23,7 @@ use tracing::warn;
 use super::writer::{WriteError, Writer};
 use crate::{
     error::ChatError,
-    event::ChatLine,
+    event::{ChatLine, Encoding},
     hub::RoomHub,
     names::{Nick, RoomName},
 };
@@ -196,6 +196,7 @@ fn decode_line(room: &RoomName, seq: u64, payload: &[u8]) -> Option<ChatLine> {
         nick: Nick::parse(&stored.nick).ok()?,
         text: stored.text,
         time: stored.time,
+        encoding: Encoding::default(),
     })
 }
 
