@@ -23,6 +23,10 @@ With --replicas 2, the creates also run against two quartet-database
 processes on one database (calls balanced over both): does the revision
 counter every commit updates serialize replicas?
 
+To compare builds or settings (the levers of BENCHMARKS.md), give
+`--server "LABEL PATH [VAR=VALUE]..."` once per variant: each run then
+measures pgbench and every variant in turn, on fresh databases each.
+
 Usage: python3 bench/postgres.py [--runs 3] [--duration 10s] [--warmup 2s]
          [--postgres URL] [--replicas 2] [--json FILE]
 Needs `cargo build --release -p quartet -p quartet-database`, pgbench and psql.
@@ -89,10 +93,31 @@ class Databases:
         self.names.clear()
 
 
-def start_database(url: str) -> tuple[subprocess.Popen, str]:
+class Variant:
+    """A quartet-database binary and the environment it runs with."""
+
+    def __init__(self, spec: str) -> None:
+        label, path, *settings = spec.split()
+        self.label = label
+        self.path = path
+        self.env = dict(setting.split("=", 1) for setting in settings)
+
+
+DEFAULT_VARIANT = Variant(f"quartet {RELEASE / 'quartet-database'}")
+
+
+def start_database(url: str, variant: Variant = DEFAULT_VARIANT) -> tuple[subprocess.Popen, str]:
     """A quartet-database on `url` (it runs its migrations); its gRPC URL."""
-    process, addresses = gateway.start(
-        [str(RELEASE / "quartet-database"), "--listen", "127.0.0.1:0", "--database-url", url], 1)
+    saved = {name: os.environ.get(name) for name in variant.env}
+    os.environ.update(variant.env)
+    try:
+        process, addresses = gateway.start([variant.path, "--listen", "127.0.0.1:0", "--database-url", url], 1)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return process, f"http://{addresses['database']}"
 
 
@@ -139,8 +164,11 @@ def parse_pgbench(output: str, command: list[str]) -> dict:
             values["latency_avg_ms"] = float(value.split()[0])
         elif line.startswith("number of failed transactions:"):
             values["failed"] = int(line.split(":")[1].split()[0])
-    if "aborted" in output or "per_second" not in values:
+    if "aborted" in output or "number of transactions actually processed" not in output:
         raise SystemExit(f"pgbench failed ({' '.join(command)}):\n{output}")
+    # No transaction finished at all (a stalled disk): pgbench prints no rate.
+    values.setdefault("per_second", 0.0)
+    values.setdefault("latency_avg_ms", float("nan"))
     return values
 
 
@@ -156,22 +184,29 @@ def quartet_bench(scenario: str, address: str, duration: str, warmup: str) -> di
 def one_run(run: int, options: argparse.Namespace, samples: dict, log) -> None:
     """Every workload once, pgbench and quartet alternating, on fresh databases."""
     databases = Databases(options.postgres)
+    variants = [Variant(spec) for spec in options.server] or [DEFAULT_VARIANT]
     try:
         raw = pgbench_database(databases)
-        server, address = start_database(databases.create("quartet"))
-        try:
-            for workload, (scenario, script, references) in WORKLOADS.items():
-                for name in [script, *references]:
-                    report = pgbench(raw, name, options.duration, options.warmup)
-                    samples.setdefault(f"pgbench {name}", []).append(report["per_second"])
-                    log(f"run {run} pgbench {name:12} {report['per_second']:>9.0f}/s "
-                        f"avg {report['latency_avg_ms']:.2f} ms")
-                report = quartet_bench(scenario, address, options.duration, options.warmup)
-                samples.setdefault(f"quartet {scenario}", []).append(report["per_second"])
-                log(f"run {run} quartet {scenario:12} {report['per_second']:>9.0f}/s "
+        # A database per variant for the whole run; each server runs only for
+        # its own measurement (PostgreSQL's connection limit is shared).
+        urls = {variant.label: databases.create(variant.label) for variant in variants}
+        for workload, (scenario, script, references) in WORKLOADS.items():
+            if workload not in options.workloads.split(","):
+                continue
+            for name in [script, *references]:
+                report = pgbench(raw, name, options.duration, options.warmup)
+                samples.setdefault(f"pgbench {name}", []).append(report["per_second"])
+                log(f"run {run} pgbench {name:12} {report['per_second']:>9.0f}/s "
+                    f"avg {report['latency_avg_ms']:.2f} ms")
+            for variant in variants:
+                server, address = start_database(urls[variant.label], variant)
+                try:
+                    report = quartet_bench(scenario, address, options.duration, options.warmup)
+                finally:
+                    stop(server)
+                samples.setdefault(f"{variant.label} {scenario}", []).append(report["per_second"])
+                log(f"run {run} {variant.label} {scenario:12} {report['per_second']:>9.0f}/s "
                     f"p50 {report['latency_ms']['p50']:.2f} ms p99 {report['latency_ms']['p99']:.2f} ms")
-        finally:
-            stop(server)
         if options.replicas > 1:
             replicas_run(run, options, databases, samples, log)
     finally:
@@ -181,7 +216,8 @@ def one_run(run: int, options: argparse.Namespace, samples: dict, log) -> None:
 def replicas_run(run: int, options: argparse.Namespace, databases: Databases, samples: dict, log) -> None:
     """Creates through `options.replicas` processes sharing one database."""
     url = databases.create("replicas")
-    servers = [start_database(url) for _ in range(options.replicas)]
+    variant = Variant(options.server[-1]) if options.server else DEFAULT_VARIANT
+    servers = [start_database(url, variant) for _ in range(options.replicas)]
     try:
         addresses = ",".join(address for _, address in servers)
         report = quartet_bench("db-create", addresses, options.duration, options.warmup)
@@ -199,9 +235,14 @@ def measure(options: argparse.Namespace, log) -> dict:
         one_run(run, options, samples, log)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     ratios = {}
-    for workload, (scenario, script, _) in WORKLOADS.items():
-        ratio = medians[f"quartet {scenario}"] / medians[f"pgbench {script}"]
-        ratios[workload] = {"quartet_vs_pgbench": ratio, "target": TARGETS[workload], "met": ratio >= TARGETS[workload]}
+    labels = [Variant(spec).label for spec in options.server] or ["quartet"]
+    for label in labels:
+        for workload, (scenario, script, _) in WORKLOADS.items():
+            if workload not in options.workloads.split(","):
+                continue
+            ratio = medians[f"{label} {scenario}"] / medians[f"pgbench {script}"]
+            key = workload if label == "quartet" else f"{label} {workload}"
+            ratios[key] = {"vs_pgbench": ratio, "target": TARGETS[workload], "met": ratio >= TARGETS[workload]}
     return {
         "scenario": "db-postgres",
         "clients": CLIENTS,
@@ -214,12 +255,14 @@ def measure(options: argparse.Namespace, log) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = ["| workload | quartet | pgbench (target script) | ratio | target |", "|---|---:|---:|---:|---:|"]
-    for workload, (scenario, script, _) in WORKLOADS.items():
-        ratio = result["ratios"][workload]
-        lines.append(f"| {workload} | {result['medians'][f'quartet {scenario}']:,.0f}/s | "
-                     f"{result['medians'][f'pgbench {script}']:,.0f}/s ({script}.sql) | "
-                     f"{ratio['quartet_vs_pgbench']:.2f}x | {ratio['target']}x |")
+    lines = ["| setup | per second (median) | runs | vs pgbench's target script |", "|---|---:|---|---:|"]
+    ratios = {}
+    for key, ratio in result["ratios"].items():
+        label, _, workload = key.rpartition(" ")
+        ratios[f"{label or 'quartet'} {WORKLOADS[workload][0]}"] = ratio["vs_pgbench"]
+    for name, median in result["medians"].items():
+        ratio = f"{ratios[name]:.2f}x" if name in ratios else ""
+        lines.append(f"| {name} | {median:,.0f} | {result['samples'][name]} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -230,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument("--warmup", default="2s")
     arguments.add_argument("--postgres", default=os.environ.get("QUARTET_TEST_POSTGRES_URL", DEFAULT_URL))
     arguments.add_argument("--replicas", type=int, default=1, help="also run creates through this many replicas")
+    arguments.add_argument("--server", action="append", default=[], metavar="'LABEL PATH [VAR=VALUE]...'",
+                           help="a quartet-database variant to measure (repeatable; default: the release build)")
+    arguments.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: get,create,update")
     arguments.add_argument("--json", type=Path, help="write the whole result here")
     return arguments
 

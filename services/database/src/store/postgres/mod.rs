@@ -20,16 +20,17 @@
 //! - [`listen`]: the `LISTEN` connection that hears other replicas' commits.
 
 mod listen;
+mod pipeline;
 mod read;
 mod schema;
 mod write;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row, types::ToSql};
 use tokio_util::sync::CancellationToken;
 
 use super::{StoreBackend, WriteResult};
@@ -41,8 +42,11 @@ use crate::{
     write::WriteOp,
 };
 
-/// Connections per replica: the writer uses one at a time, the rest serve reads.
+/// Read connections per replica.
 const POOL_SIZE: usize = 16;
+/// Write connections per replica: the writer commits one batch at a time, on a
+/// connection of its own, so it never queues behind reads for the pool.
+const WRITER_POOL_SIZE: usize = 1;
 /// How long a call waits for a free connection before UNAVAILABLE.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The tailer reads the log at least this often even without notifications, in
@@ -53,6 +57,24 @@ fn unavailable(error: impl std::fmt::Display) -> DatabaseError {
     DatabaseError::Unavailable(format!("postgresql: {error}"))
 }
 
+/// A pool of up to `size` connections to the database `config` names.
+fn connection_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, DatabaseError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(unavailable)
+}
+
 fn failure(error: &tokio_postgres::Error) -> DatabaseError {
     if error.as_db_error().is_some() {
         DatabaseError::Internal(format!("postgresql: {error}"))
@@ -61,10 +83,32 @@ fn failure(error: &tokio_postgres::Error) -> DatabaseError {
     }
 }
 
+/// Runs `sql`, prepared once per connection (the pool's statement cache):
+/// preparing costs a round trip, as much as running the statement.
+async fn query_cached(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    static UNCACHED: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("QUARTET_EXPERIMENT_NO_CACHE").is_some());
+    let statement = if *UNCACHED {
+        client.prepare(sql).await?
+    } else {
+        client.prepare_cached(sql).await?
+    };
+    client.query(&statement, params).await
+}
+
 /// The PostgreSQL backend.
 #[derive(Clone)]
 pub struct PostgresBackend {
+    /// Connections for reads.
     pool: Pool,
+    /// The writer's connection, apart so that reads never hold it up.
+    writer: Pool,
+    /// Point reads' shared, pipelined connections (experiment).
+    shared: Option<Arc<pipeline::SharedConnections>>,
     config: tokio_postgres::Config,
     /// The NOTIFY channel: per schema, so databases in different schemas of one
     /// server do not wake each other.
@@ -87,21 +131,18 @@ impl PostgresBackend {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| DatabaseError::Unavailable(format!("bad database url: {error}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(unavailable)?;
-        let mut client = pool.get().await.map_err(unavailable)?;
+        let pool_size = std::env::var("QUARTET_EXPERIMENT_POOL_SIZE")
+            .ok()
+            .and_then(|size| size.parse().ok())
+            .unwrap_or(POOL_SIZE);
+        let pool = connection_pool(&config, pool_size)?;
+        let writer = connection_pool(&config, WRITER_POOL_SIZE)?;
+        let shared = std::env::var("QUARTET_EXPERIMENT_SHARED_READS")
+            .ok()
+            .and_then(|count| count.parse().ok())
+            .filter(|&count: &usize| count > 0)
+            .map(|count| Arc::new(pipeline::SharedConnections::new(pool.clone(), count)));
+        let mut client = writer.get().await.map_err(unavailable)?;
         schema::migrate(&mut client)
             .await
             .map_err(|error| failure(&error))?;
@@ -112,6 +153,8 @@ impl PostgresBackend {
             .get(0);
         Ok(Self {
             pool,
+            writer,
+            shared,
             config,
             channel: format!("quartet_people_{schema}"),
             retention: retention.max(1),
@@ -126,12 +169,15 @@ impl PostgresBackend {
 #[async_trait]
 impl StoreBackend for PostgresBackend {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
-        let mut client = self.client().await?;
+        let mut client = self.writer.get().await.map_err(unavailable)?;
         write::apply(&mut client, &ops, &self.channel, self.retention).await
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
-        read::person(&self.client().await?, id).await
+        match &self.shared {
+            Some(shared) => read::person(&*shared.get().await?, id).await,
+            None => read::person(&self.client().await?, id).await,
+        }
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DatabaseError> {
