@@ -44,9 +44,11 @@ use crate::{
 
 /// Read connections per replica.
 const POOL_SIZE: usize = 16;
-/// Write connections per replica: the writer commits one batch at a time, on a
-/// connection of its own, so it never queues behind reads for the pool.
-const WRITER_POOL_SIZE: usize = 1;
+/// Batches a replica commits at once, each on a write connection of its own
+/// (apart from the reads' pool, so the writer never queues behind reads): one
+/// batch's lock and write round trips overlap the other's commit. The revision
+/// row still orders their commits.
+const BATCHES_IN_FLIGHT: usize = 2;
 /// How long a call waits for a free connection before UNAVAILABLE.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The tailer reads the log at least this often even without notifications, in
@@ -105,8 +107,10 @@ async fn query_cached(
 pub struct PostgresBackend {
     /// Connections for reads.
     pool: Pool,
-    /// The writer's connection, apart so that reads never hold it up.
+    /// The writer's connections, apart so that reads never hold them up.
     writer: Pool,
+    /// Batches committed at once, one per writer connection.
+    batches: usize,
     /// Point reads' shared, pipelined connections (experiment).
     shared: Option<Arc<pipeline::SharedConnections>>,
     config: tokio_postgres::Config,
@@ -136,7 +140,11 @@ impl PostgresBackend {
             .and_then(|size| size.parse().ok())
             .unwrap_or(POOL_SIZE);
         let pool = connection_pool(&config, pool_size)?;
-        let writer = connection_pool(&config, WRITER_POOL_SIZE)?;
+        let batches = std::env::var("QUARTET_EXPERIMENT_WRITE_BATCHES")
+            .ok()
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(BATCHES_IN_FLIGHT);
+        let writer = connection_pool(&config, batches)?;
         let shared = std::env::var("QUARTET_EXPERIMENT_SHARED_READS")
             .ok()
             .and_then(|count| count.parse().ok())
@@ -154,6 +162,7 @@ impl PostgresBackend {
         Ok(Self {
             pool,
             writer,
+            batches,
             shared,
             config,
             channel: format!("quartet_people_{schema}"),
@@ -169,8 +178,8 @@ impl PostgresBackend {
 #[async_trait]
 impl StoreBackend for PostgresBackend {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
-        let mut client = self.writer.get().await.map_err(unavailable)?;
-        write::apply(&mut client, &ops, &self.channel, self.retention).await
+        let client = self.writer.get().await.map_err(unavailable)?;
+        write::apply(&client, &ops, &self.channel, self.retention).await
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
@@ -204,6 +213,10 @@ impl StoreBackend for PostgresBackend {
         let listener =
             listen::CommitListener::new(self.config.clone(), self.channel.clone(), commits);
         tokio::spawn(listener.run(stop));
+    }
+
+    fn batches_in_flight(&self) -> usize {
+        self.batches
     }
 
     fn poll_interval(&self) -> Option<Duration> {
