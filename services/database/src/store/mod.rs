@@ -25,10 +25,7 @@ use prometheus_client::metrics::{
     gauge::Gauge,
     histogram::{Histogram, exponential_buckets},
 };
-use tokio::{
-    sync::{mpsc, oneshot, watch},
-    task::JoinSet,
-};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error};
 
@@ -85,13 +82,6 @@ pub trait StoreBackend: Send + Sync + 'static {
     /// Bytes the people occupy in storage (file size, or table size), for the
     /// `quartet_database_size_bytes` gauge.
     async fn size_bytes(&self) -> Result<u64, DatabaseError>;
-
-    /// Batches the writer may commit at once. One where a single writer is all
-    /// there is (redb); more where one batch's round trips can overlap
-    /// another's commit, with the backend keeping revisions in commit order.
-    fn batches_in_flight(&self) -> usize {
-        1
-    }
 
     /// How long the tailer may wait without a notification before it looks at
     /// the log anyway; `None` when every commit is notified.
@@ -297,9 +287,7 @@ async fn measure_size(backend: Arc<dyn StoreBackend>, gauge: Gauge, stop: Cancel
     }
 }
 
-/// Commits queued writes in batches, up to the backend's
-/// [`StoreBackend::batches_in_flight`] at once, until the store goes away; the
-/// batches under way then finish.
+/// Commits queued writes in batches until the store goes away.
 async fn run_writer(
     backend: Arc<dyn StoreBackend>,
     mut queue: mpsc::Receiver<PendingWrite>,
@@ -307,66 +295,43 @@ async fn run_writer(
     metrics: StoreMetrics,
     stop: CancellationToken,
 ) {
-    let in_flight = backend.batches_in_flight().max(1);
-    let mut committing = JoinSet::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH_OPS);
     loop {
-        while committing.len() >= in_flight {
-            committing.join_next().await;
-        }
-        let mut batch = Vec::with_capacity(MAX_BATCH_OPS);
         let received = tokio::select! {
             () = stop.cancelled() => 0,
             received = queue.recv_many(&mut batch, MAX_BATCH_OPS) => received,
         };
         if received == 0 {
-            break;
+            return;
         }
-        committing.spawn(commit(
-            backend.clone(),
-            batch,
-            commits.clone(),
-            metrics.clone(),
-        ));
-    }
-    while committing.join_next().await.is_some() {}
-}
-
-/// Commits one batch and answers each of its writers.
-async fn commit(
-    backend: Arc<dyn StoreBackend>,
-    batch: Vec<PendingWrite>,
-    commits: watch::Sender<u64>,
-    metrics: StoreMetrics,
-) {
-    let (ops, replies): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|write| (write.op, write.reply))
-        .unzip();
-    debug!(ops = ops.len(), "committing a batch");
-    #[allow(clippy::cast_precision_loss)] // At most MAX_BATCH_OPS.
-    let size = ops.len() as f64;
-    match backend.apply(ops).await {
-        Ok(results) => {
-            metrics.batch_size.observe(size);
-            metrics.commits.inc();
-            let latest = results
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|change| change.revision)
-                .max();
-            if let Some(latest) = latest {
-                announce(&commits, latest);
+        let (ops, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|write| (write.op, write.reply)).unzip();
+        debug!(ops = ops.len(), "committing a batch");
+        #[allow(clippy::cast_precision_loss)] // At most MAX_BATCH_OPS.
+        let size = ops.len() as f64;
+        match backend.apply(ops).await {
+            Ok(results) => {
+                metrics.batch_size.observe(size);
+                metrics.commits.inc();
+                let latest = results
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|change| change.revision)
+                    .max();
+                if let Some(latest) = latest {
+                    announce(&commits, latest);
+                }
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that gave up no longer needs its answer; the write stands.
+                    let _ = reply.send(result);
+                }
             }
-            for (reply, result) in replies.into_iter().zip(results) {
-                // A caller that gave up no longer needs its answer; the write stands.
-                let _ = reply.send(result);
-            }
-        }
-        Err(failure) => {
-            error!(error = %failure, "batch failed; nothing in it was committed");
-            for reply in replies {
-                let _ = reply.send(Err(failure.clone()));
+            Err(failure) => {
+                error!(error = %failure, "batch failed; nothing in it was committed");
+                for reply in replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
             }
         }
     }

@@ -1,22 +1,26 @@
 //! The shared store: PostgreSQL, so several replicas serve one database.
 //!
-//! A batch is one transaction of a handful of statements whatever its size: lock
-//! every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
+//! A batch is one transaction of two pipelined round trips whatever its size:
+//! lock every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
 //! replicas' batches never deadlock), decide every write in Rust with the same
 //! rules as the embedded store, then write rows, bump the revision counter, append
-//! the change log and `NOTIFY` with `UNNEST`ed arrays. The counter row lock makes
-//! revisions follow commit order, which is what lets every replica read the log
-//! gap-free; batching is what keeps that lock from limiting throughput.
+//! the change log, `NOTIFY` and `COMMIT` with `UNNEST`ed arrays. The counter row
+//! lock makes revisions follow commit order, which is what lets every replica
+//! read the log gap-free; batching is what keeps that lock from limiting
+//! throughput. Every statement is prepared once per connection, and point reads
+//! share a few connections that pipeline them.
 //!
 //! Every replica `LISTEN`s for those notifications and tails the log, so a watch
 //! on one replica sees writes made through any other.
 //!
 //! # Layout
-//! - this file: [`PostgresBackend`], its connection pool, and the
-//!   [`StoreBackend`] methods, each handed to the module that does the work.
+//! - this file: [`PostgresBackend`], its connection pools, cached statements,
+//!   and the [`StoreBackend`] methods, each handed to the module that does the
+//!   work.
 //! - [`schema`]: the tables, their migrations, and how records map to rows.
 //! - [`write`]: the batch write transaction and its retries.
 //! - [`read`]: point reads, listing, the change log and the counters.
+//! - [`pipeline`]: the connections point reads share.
 //! - [`listen`]: the `LISTEN` connection that hears other replicas' commits.
 
 mod listen;
@@ -42,13 +46,15 @@ use crate::{
     write::WriteOp,
 };
 
-/// Read connections per replica.
+/// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
-/// Batches a replica commits at once, each on a write connection of its own
-/// (apart from the reads' pool, so the writer never queues behind reads): one
-/// batch's lock and write round trips overlap the other's commit. The revision
-/// row still orders their commits.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Write connections per replica: the writer commits one batch at a time, on a
+/// connection of its own, so it never queues behind reads for the pool. (Two
+/// batches at once, on two connections, commit no faster: the revision row
+/// orders their commits, and the batches fragment; see BENCHMARKS.md.)
+const WRITER_POOL_SIZE: usize = 1;
+/// Connections point reads share, each carrying many reads at once.
+const SHARED_READ_CONNECTIONS: usize = 4;
 /// How long a call waits for a free connection before UNAVAILABLE.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The tailer reads the log at least this often even without notifications, in
@@ -92,13 +98,7 @@ async fn query_cached(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, tokio_postgres::Error> {
-    static UNCACHED: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("QUARTET_EXPERIMENT_NO_CACHE").is_some());
-    let statement = if *UNCACHED {
-        client.prepare(sql).await?
-    } else {
-        client.prepare_cached(sql).await?
-    };
+    let statement = client.prepare_cached(sql).await?;
     client.query(&statement, params).await
 }
 
@@ -107,12 +107,10 @@ async fn query_cached(
 pub struct PostgresBackend {
     /// Connections for reads.
     pool: Pool,
-    /// The writer's connections, apart so that reads never hold them up.
+    /// The writer's connection, apart so that reads never hold it up.
     writer: Pool,
-    /// Batches committed at once, one per writer connection.
-    batches: usize,
-    /// Point reads' shared, pipelined connections (experiment).
-    shared: Option<Arc<pipeline::SharedConnections>>,
+    /// Point reads' shared, pipelined connections, taken from `pool`.
+    shared: Arc<pipeline::SharedConnections>,
     config: tokio_postgres::Config,
     /// The NOTIFY channel: per schema, so databases in different schemas of one
     /// server do not wake each other.
@@ -135,21 +133,12 @@ impl PostgresBackend {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| DatabaseError::Unavailable(format!("bad database url: {error}")))?;
-        let pool_size = std::env::var("QUARTET_EXPERIMENT_POOL_SIZE")
-            .ok()
-            .and_then(|size| size.parse().ok())
-            .unwrap_or(POOL_SIZE);
-        let pool = connection_pool(&config, pool_size)?;
-        let batches = std::env::var("QUARTET_EXPERIMENT_WRITE_BATCHES")
-            .ok()
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(BATCHES_IN_FLIGHT);
-        let writer = connection_pool(&config, batches)?;
-        let shared = std::env::var("QUARTET_EXPERIMENT_SHARED_READS")
-            .ok()
-            .and_then(|count| count.parse().ok())
-            .filter(|&count: &usize| count > 0)
-            .map(|count| Arc::new(pipeline::SharedConnections::new(pool.clone(), count)));
+        let pool = connection_pool(&config, POOL_SIZE)?;
+        let writer = connection_pool(&config, WRITER_POOL_SIZE)?;
+        let shared = Arc::new(pipeline::SharedConnections::new(
+            pool.clone(),
+            SHARED_READ_CONNECTIONS,
+        ));
         let mut client = writer.get().await.map_err(unavailable)?;
         schema::migrate(&mut client)
             .await
@@ -162,7 +151,6 @@ impl PostgresBackend {
         Ok(Self {
             pool,
             writer,
-            batches,
             shared,
             config,
             channel: format!("quartet_people_{schema}"),
@@ -183,10 +171,7 @@ impl StoreBackend for PostgresBackend {
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
-        match &self.shared {
-            Some(shared) => read::person(&*shared.get().await?, id).await,
-            None => read::person(&self.client().await?, id).await,
-        }
+        read::person(&*self.shared.get().await?, id).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DatabaseError> {
@@ -213,10 +198,6 @@ impl StoreBackend for PostgresBackend {
         let listener =
             listen::CommitListener::new(self.config.clone(), self.channel.clone(), commits);
         tokio::spawn(listener.run(stop));
-    }
-
-    fn batches_in_flight(&self) -> usize {
-        self.batches
     }
 
     fn poll_interval(&self) -> Option<Duration> {
