@@ -33,11 +33,15 @@ const MAX_ATTEMPTS: usize = 5;
 /// trimming happens in bulk rather than on every commit.
 const TRIM_EVERY: u64 = 1024;
 
-/// Locks and reads the rows of ids `$1`, in id order.
+/// Locks and reads the rows of ids `$1`, in id order. A join with the ids
+/// rather than `id = ANY($1)`: once the statement is prepared, PostgreSQL may
+/// plan `= ANY` generically as a scan of the whole table (seen: 2 million rows
+/// read for 8,000 creates), while a join probes the index once per id.
 const LOCK: &str = concat!(
     "SELECT ",
     person_columns!(),
-    " FROM people WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    " FROM UNNEST($1::text[]) AS wanted(id) JOIN people USING (id)
+     ORDER BY id FOR UPDATE OF people"
 );
 /// Inserts people given as column arrays; a duplicate id (another replica
 /// created it since the lock found it missing) fails the attempt.
@@ -54,8 +58,9 @@ const UPDATE: &str = "UPDATE people AS p SET name = u.name, email = u.email, age
                  $6::timestamptz[], $7::timestamptz[])
           AS u(id, name, email, age, version, create_time, update_time)
      WHERE p.id = u.id";
-/// Deletes the people of ids `$1`.
-const DELETE: &str = "DELETE FROM people WHERE id = ANY($1)";
+/// Deletes the people of ids `$1` (a join, for the reason [`LOCK`] gives).
+const DELETE: &str =
+    "DELETE FROM people USING UNNEST($1::text[]) AS gone(id) WHERE people.id = gone.id";
 /// Bumps the revision by `$1` and logs the changes under the revisions taken.
 const LOG: &str = concat!(
     "WITH latest AS (
