@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -82,7 +83,8 @@ class Databases:
         self.names: list[str] = []
 
     def create(self, label: str) -> str:
-        name = f"quartet_bench_{label}_{os.getpid()}_{len(self.names)}"
+        safe = re.sub(r"\W", "_", label)
+        name = f"quartet_bench_{safe}_{os.getpid()}_{len(self.names)}"
         psql(self.url, "-c", f"CREATE DATABASE {name}")
         self.names.append(name)
         return with_database(self.url, name)
