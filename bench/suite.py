@@ -25,7 +25,9 @@ Scenarios: transform, transform-stream, db-create, db-get, weather-get,
 transform-h2load (unary Transform under h2load against quartet, bare tonic and
 grpc-go, bench/go; server CPU per call; bench/h2load.py), startup (process start to SERVING, idle RSS), weather-watch (10,000 watches,
 `cargo bench -p quartet-weather`), chat-fanout (`cargo bench -p quartet-chat`),
-gateway (text lines through the gateway, bench/gateway.py).
+gateway (text lines through the gateway, bench/gateway.py), db-postgres
+(quartet-database on PostgreSQL beside pgbench running the same statements,
+bench/postgres.py; QUARTET_TEST_POSTGRES_URL names the server).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import charts  # noqa: E402  (the sibling module, after the path is set)
 import gateway  # noqa: E402
 import h2load  # noqa: E402
+import postgres  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
@@ -66,7 +69,9 @@ GRPC_SCENARIOS = {
     "db-get": ("db-get", "database", "--database-addr"),
     "weather-get": ("weather-get", "weather", "--weather-addr"),
 }
-OTHER_SCENARIOS = ["transform-h2load", "startup", "weather-watch", "chat-fanout", "gateway"]
+OTHER_SCENARIOS = [
+    "transform-h2load", "startup", "weather-watch", "chat-fanout", "gateway", "db-postgres",
+]
 
 
 class Server:
@@ -452,6 +457,29 @@ def without_raw(value):
     return value
 
 
+def db_postgres_scenario(options: argparse.Namespace, out: Path) -> dict:
+    # bench/postgres.py: pgbench and quartet-database alternating on one server.
+    settings = postgres.parser().parse_args([
+        "--runs", str(options.runs), "--duration", options.duration, "--warmup", options.warmup,
+        "--replicas", "2",
+    ])
+    result = postgres.measure(settings, log)
+    samples = result["samples"]
+
+    def bar(name: str) -> tuple[str, float, float | None]:
+        return (name, result["medians"][name], spread([float(v) for v in samples[name]]))
+
+    groups = []
+    for workload, (scenario, script, references) in postgres.WORKLOADS.items():
+        names = [f"quartet {scenario}", f"pgbench {script}", *(f"pgbench {r}" for r in references)]
+        groups.append((workload, [bar(name) for name in names]))
+    groups.append(("create, 2 replicas", [bar("quartet db-create, 2 replicas")]))
+    charts.bar_chart(str(out / "db-postgres.svg"),
+                     f"PostgreSQL: quartet-database beside pgbench, {postgres.CLIENTS} in flight "
+                     f"(median of {options.runs})", "per second", groups)
+    return result
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -509,6 +537,8 @@ def main() -> None:
                 result = weather_watch_scenario(options, options.out)
             elif name == "chat-fanout":
                 result = chat_fanout_scenario(options, options.out)
+            elif name == "db-postgres":
+                result = db_postgres_scenario(options, options.out)
             else:
                 result = gateway_scenario(options, options.out)
         result["machine"] = note

@@ -6,7 +6,8 @@
 
 mod common;
 
-use quartet_runtime::{RunningServer, ServerOptions};
+use quartet_database::listing::ListQuery;
+use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
 
 use common::{DEADLINE, quartet, quartet_at, run, transform_server};
 
@@ -109,4 +110,65 @@ async fn bench_startup_fails_when_the_server_never_announces_itself() {
     let result = run(quartet().args("bench startup --runs 1 -- false".split_whitespace())).await;
     assert_eq!(result.code, Some(1), "{}", result.stderr);
     result.assert_stderr_has("exited before announcing");
+}
+
+#[tokio::test]
+async fn bench_db_update_commits_every_call_at_the_version_it_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = quartet_database::StoreOptions {
+        data_dir: dir.path().to_owned(),
+        database_url: None,
+        database_url_file: None,
+        change_retention: 1000,
+    }
+    .open()
+    .await
+    .unwrap();
+    let server = common::serve(
+        quartet_database::server(
+            ServerOptions::default(),
+            Shutdown::new(),
+            quartet_database::PeopleHandler::new(store.clone()),
+        ),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let report = bench_json(
+        &server,
+        &[
+            "db-update",
+            "--concurrency",
+            "4",
+            "--requests",
+            "100",
+            "--duration",
+            "30s",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .await;
+    assert_eq!(report["scenario"], "db-update");
+    assert_eq!(report["ok"], 100, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    // One record per worker, created at version 1; every counted call bumped
+    // one of them once, at the version it expected.
+    let page = store
+        .list(&ListQuery {
+            prefix: "bench-".into(),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.people.len(), 4, "{page:?}");
+    let bumps: u64 = page.people.iter().map(|person| person.version - 1).sum();
+    assert_eq!(bumps, 100, "{page:?}");
+    assert!(
+        page.people
+            .iter()
+            .all(|person| person.fields.name.starts_with("Bench Mark ")),
+        "{page:?}"
+    );
+    server.stop().await.unwrap();
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use quartet_proto::{
     database::v1::{
-        CreatePersonRequest, GetPersonRequest, ImportPeopleRequest, Person,
+        CreatePersonRequest, GetPersonRequest, ImportPeopleRequest, Person, UpdatePersonRequest,
         people_service_client::PeopleServiceClient,
     },
     transform::v1::{
@@ -59,6 +59,14 @@ pub(super) enum Caller {
         ids: Arc<Vec<String>>,
         next: usize,
     },
+    /// Updates one record of the worker's own, at the version it last saw.
+    DbUpdate {
+        client: PeopleServiceClient<Connection>,
+        id: String,
+        version: u64,
+        /// Counts calls, so each one writes a different name.
+        calls: u64,
+    },
     WeatherGet {
         client: WeatherServiceClient<Connection>,
         next: usize,
@@ -107,6 +115,22 @@ impl Caller {
                 ids: shared.ids.clone(),
                 next: worker,
             },
+            Scenario::DbUpdate => {
+                let mut client = PeopleServiceClient::new(channel()?);
+                let id = format!("{}-{worker}", shared.run_id);
+                let created = client
+                    .create_person(CreatePersonRequest {
+                        person: Some(bench_person(id.clone())),
+                    })
+                    .await?
+                    .into_inner();
+                Self::DbUpdate {
+                    client,
+                    id,
+                    version: created.version,
+                    calls: 0,
+                }
+            }
             Scenario::WeatherGet => Self::WeatherGet {
                 client: WeatherServiceClient::new(channel()?),
                 next: worker,
@@ -149,19 +173,34 @@ impl Caller {
                 next,
             } => {
                 *next += 1;
-                let person = Person {
-                    id: format!("{prefix}-{next}"),
-                    name: "Bench Mark".into(),
-                    email: "bench@example.com".into(),
-                    age: Some(33),
-                    ..Person::default()
-                };
                 client
                     .create_person(CreatePersonRequest {
-                        person: Some(person),
+                        person: Some(bench_person(format!("{prefix}-{next}"))),
                     })
                     .await
                     .map(drop)
+            }
+            Self::DbUpdate {
+                client,
+                id,
+                version,
+                calls,
+            } => {
+                *calls += 1;
+                let request = UpdatePersonRequest {
+                    person: Some(Person {
+                        id: id.clone(),
+                        name: format!("Bench Mark {calls}"),
+                        ..Person::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["name".into()],
+                    }),
+                    expected_version: Some(*version),
+                };
+                let updated = client.update_person(request).await?.into_inner();
+                *version = updated.version;
+                Ok(())
             }
             Self::DbGet { client, ids, next } => {
                 *next = (*next + 1) % ids.len();
@@ -194,6 +233,17 @@ impl Caller {
                 }
             }
         }
+    }
+}
+
+/// The record db-create and db-update write.
+fn bench_person(id: String) -> Person {
+    Person {
+        id,
+        name: "Bench Mark".into(),
+        email: "bench@example.com".into(),
+        age: Some(33),
+        ..Person::default()
     }
 }
 

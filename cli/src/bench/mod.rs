@@ -83,6 +83,9 @@ enum Scenario {
     DbCreate,
     /// Database: GetPerson of existing records.
     DbGet,
+    /// Database: UpdatePerson with the expected version, each worker on a
+    /// record of its own (so every call commits: no version conflicts).
+    DbUpdate,
     /// Weather: GetReading of all four metrics, now, cycling through stations.
     WeatherGet,
     /// A text protocol: `UPPER hola, mundo` lines over TCP, one connection per
@@ -135,7 +138,9 @@ fn address(client: &ClientOptions, scenario: Scenario) -> &str {
         Scenario::Transform | Scenario::TransformStream | Scenario::TextTransform => {
             &client.transform_addr
         }
-        Scenario::DbCreate | Scenario::DbGet | Scenario::TextDbGet => &client.database_addr,
+        Scenario::DbCreate | Scenario::DbGet | Scenario::DbUpdate | Scenario::TextDbGet => {
+            &client.database_addr
+        }
         Scenario::WeatherGet => &client.weather_addr,
         Scenario::Startup => "",
     }

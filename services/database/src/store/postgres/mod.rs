@@ -1,35 +1,40 @@
 //! The shared store: PostgreSQL, so several replicas serve one database.
 //!
-//! A batch is one transaction of a handful of statements whatever its size: lock
-//! every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
+//! A batch is one transaction of two pipelined round trips whatever its size:
+//! lock every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
 //! replicas' batches never deadlock), decide every write in Rust with the same
 //! rules as the embedded store, then write rows, bump the revision counter, append
-//! the change log and `NOTIFY` with `UNNEST`ed arrays. The counter row lock makes
-//! revisions follow commit order, which is what lets every replica read the log
-//! gap-free; batching is what keeps that lock from limiting throughput.
+//! the change log, `NOTIFY` and `COMMIT` with `UNNEST`ed arrays. The counter row
+//! lock makes revisions follow commit order, which is what lets every replica
+//! read the log gap-free; batching is what keeps that lock from limiting
+//! throughput. Every statement is prepared once per connection, and point reads
+//! share a few connections that pipeline them.
 //!
 //! Every replica `LISTEN`s for those notifications and tails the log, so a watch
 //! on one replica sees writes made through any other.
 //!
 //! # Layout
-//! - this file: [`PostgresBackend`], its connection pool, and the
-//!   [`StoreBackend`] methods, each handed to the module that does the work.
+//! - this file: [`PostgresBackend`], its connection pools, cached statements,
+//!   and the [`StoreBackend`] methods, each handed to the module that does the
+//!   work.
 //! - [`schema`]: the tables, their migrations, and how records map to rows.
 //! - [`write`]: the batch write transaction and its retries.
 //! - [`read`]: point reads, listing, the change log and the counters.
+//! - [`pipeline`]: the connections point reads share.
 //! - [`listen`]: the `LISTEN` connection that hears other replicas' commits.
 
 mod listen;
+mod pipeline;
 mod read;
 mod schema;
 mod write;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::watch;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row, types::ToSql};
 use tokio_util::sync::CancellationToken;
 
 use super::{StoreBackend, WriteResult};
@@ -41,8 +46,15 @@ use crate::{
     write::WriteOp,
 };
 
-/// Connections per replica: the writer uses one at a time, the rest serve reads.
+/// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
+/// Write connections per replica: the writer commits one batch at a time, on a
+/// connection of its own, so it never queues behind reads for the pool. (Two
+/// batches at once, on two connections, commit no faster: the revision row
+/// orders their commits, and the batches fragment; see BENCHMARKS.md.)
+const WRITER_POOL_SIZE: usize = 1;
+/// Connections point reads share, each carrying many reads at once.
+const SHARED_READ_CONNECTIONS: usize = 4;
 /// How long a call waits for a free connection before UNAVAILABLE.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The tailer reads the log at least this often even without notifications, in
@@ -53,6 +65,35 @@ fn unavailable(error: impl std::fmt::Display) -> DatabaseError {
     DatabaseError::Unavailable(format!("postgresql: {error}"))
 }
 
+/// `config` with every statement planned for its parameters. A batch's
+/// statements join arrays of any length with the people table; a plan cached
+/// for unknown arrays may scan the whole table (seen: 16 million rows read for
+/// 30,000 writes), while planning each time costs far less than one round trip.
+fn custom_plans(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut custom = config.clone();
+    let options = config.get_options().unwrap_or_default();
+    custom.options(format!("{options} -c plan_cache_mode=force_custom_plan").trim_start());
+    custom
+}
+
+/// A pool of up to `size` connections to the database `config` names.
+fn connection_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, DatabaseError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(unavailable)
+}
+
 fn failure(error: &tokio_postgres::Error) -> DatabaseError {
     if error.as_db_error().is_some() {
         DatabaseError::Internal(format!("postgresql: {error}"))
@@ -61,10 +102,26 @@ fn failure(error: &tokio_postgres::Error) -> DatabaseError {
     }
 }
 
+/// Runs `sql`, prepared once per connection (the pool's statement cache):
+/// preparing costs a round trip, as much as running the statement.
+async fn query_cached(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
+    client.query(&statement, params).await
+}
+
 /// The PostgreSQL backend.
 #[derive(Clone)]
 pub struct PostgresBackend {
+    /// Connections for reads.
     pool: Pool,
+    /// The writer's connection, apart so that reads never hold it up.
+    writer: Pool,
+    /// Point reads' shared, pipelined connections, taken from `pool`.
+    shared: Arc<pipeline::SharedConnections>,
     config: tokio_postgres::Config,
     /// The NOTIFY channel: per schema, so databases in different schemas of one
     /// server do not wake each other.
@@ -87,21 +144,13 @@ impl PostgresBackend {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| DatabaseError::Unavailable(format!("bad database url: {error}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(unavailable)?;
-        let mut client = pool.get().await.map_err(unavailable)?;
+        let pool = connection_pool(&config, POOL_SIZE)?;
+        let writer = connection_pool(&custom_plans(&config), WRITER_POOL_SIZE)?;
+        let shared = Arc::new(pipeline::SharedConnections::new(
+            pool.clone(),
+            SHARED_READ_CONNECTIONS,
+        ));
+        let mut client = writer.get().await.map_err(unavailable)?;
         schema::migrate(&mut client)
             .await
             .map_err(|error| failure(&error))?;
@@ -112,6 +161,8 @@ impl PostgresBackend {
             .get(0);
         Ok(Self {
             pool,
+            writer,
+            shared,
             config,
             channel: format!("quartet_people_{schema}"),
             retention: retention.max(1),
@@ -126,12 +177,12 @@ impl PostgresBackend {
 #[async_trait]
 impl StoreBackend for PostgresBackend {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
-        let mut client = self.client().await?;
-        write::apply(&mut client, &ops, &self.channel, self.retention).await
+        let client = self.writer.get().await.map_err(unavailable)?;
+        write::apply(&client, &ops, &self.channel, self.retention).await
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
-        read::person(&self.client().await?, id).await
+        read::person(&*self.shared.get().await?, id).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DatabaseError> {

@@ -1,12 +1,14 @@
 //! Reads: one person, a page of people at one snapshot, the change log, and
 //! the revision and the size. None of them waits for a writer (PostgreSQL's MVCC).
+//! Every statement is prepared once per connection (the pool's statement
+//! cache): preparing costs a round trip, as much as running it.
 
-use deadpool_postgres::{GenericClient as _, Object};
+use deadpool_postgres::Object;
 use tokio_postgres::IsolationLevel;
 
 use super::{
-    failure,
-    schema::{PERSON_COLUMNS, change_from_row, person_from_row, to_i64, to_u64},
+    failure, query_cached,
+    schema::{change_from_row, person_columns, person_from_row, to_i64, to_u64},
 };
 use crate::{
     change::Change,
@@ -17,17 +19,30 @@ use crate::{
 
 /// Sorts above every id (ids are ASCII below 0x7F) for open-ended range scans.
 const ABOVE_EVERY_ID: &str = "\u{7f}";
+/// One person by id.
+const PERSON: &str = concat!("SELECT ", person_columns!(), " FROM people WHERE id = $1");
+/// A page: ids in `[$1, $2)` after `$3`, at most `$4`.
+const PAGE: &str = concat!(
+    "SELECT ",
+    person_columns!(),
+    " FROM people WHERE id >= $1 AND id < $2 AND id > $3 ORDER BY id LIMIT $4"
+);
+/// At most `$2` changes after revision `$1`.
+const CHANGES: &str = concat!(
+    "SELECT revision, kind, ",
+    person_columns!(),
+    ", commit_time FROM people_changes WHERE revision > $1 ORDER BY revision LIMIT $2"
+);
+/// The latest committed revision.
+const REVISION: &str = "SELECT revision FROM people_revision";
 
 /// One person; NOT_FOUND when there is none.
 pub(super) async fn person(client: &Object, id: &str) -> Result<Person, DatabaseError> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {PERSON_COLUMNS} FROM people WHERE id = $1"),
-            &[&id],
-        )
+    let rows = query_cached(client, PERSON, &[&id])
         .await
         .map_err(|error| failure(&error))?;
-    row.map(|row| person_from_row(&row))
+    rows.first()
+        .map(person_from_row)
         .ok_or_else(|| DatabaseError::NotFound(id.to_owned()))
 }
 
@@ -45,19 +60,11 @@ pub(super) async fn page(client: &mut Object, query: &ListQuery) -> Result<Page,
             .read_only(true)
             .start()
             .await?;
-        let revision: i64 = txn
-            .query_one("SELECT revision FROM people_revision", &[])
+        let revision: i64 = query_cached(&txn, REVISION, &[])
             .await?
-            .get(0);
-        let rows = txn
-            .query(
-                &format!(
-                    "SELECT {PERSON_COLUMNS} FROM people
-                     WHERE id >= $1 AND id < $2 AND id > $3 ORDER BY id LIMIT $4"
-                ),
-                &[&query.prefix, &upper, &after, &limit],
-            )
-            .await?;
+            .first()
+            .map_or(0, |row| row.get(0));
+        let rows = query_cached(&txn, PAGE, &[&query.prefix, &upper, &after, &limit]).await?;
         txn.commit().await?;
         Ok::<_, tokio_postgres::Error>((revision, rows))
     };
@@ -79,16 +86,13 @@ pub(super) async fn changes_after(
     revision: u64,
     limit: usize,
 ) -> Result<Vec<Change>, DatabaseError> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT revision, kind, {PERSON_COLUMNS}, commit_time FROM people_changes
-                 WHERE revision > $1 ORDER BY revision LIMIT $2"
-            ),
-            &[&to_i64(revision), &i64::try_from(limit).unwrap_or(i64::MAX)],
-        )
-        .await
-        .map_err(|error| failure(&error))?;
+    let rows = query_cached(
+        client,
+        CHANGES,
+        &[&to_i64(revision), &i64::try_from(limit).unwrap_or(i64::MAX)],
+    )
+    .await
+    .map_err(|error| failure(&error))?;
     let changes: Vec<Change> = rows.iter().map(change_from_row).collect::<Result<_, _>>()?;
     if let Some(first) = changes.first()
         && first.revision != revision + 1
@@ -108,14 +112,13 @@ pub(super) async fn size_bytes(client: &Object) -> Result<u64, DatabaseError> {
 
 /// The latest committed revision.
 pub(super) async fn revision(client: &Object) -> Result<u64, DatabaseError> {
-    select_number(client, "SELECT revision FROM people_revision").await
+    select_number(client, REVISION).await
 }
 
 /// The one number `sql` selects.
 async fn select_number(client: &Object, sql: &str) -> Result<u64, DatabaseError> {
-    let row = client
-        .query_one(sql, &[])
+    let rows = query_cached(client, sql, &[])
         .await
         .map_err(|error| failure(&error))?;
-    Ok(to_u64(row.get(0)))
+    Ok(rows.first().map_or(0, |row| to_u64(row.get(0))))
 }

@@ -45,8 +45,14 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     "#,
 )];
 
-/// A person's columns, in table order: both tables hold them so.
-pub(super) const PERSON_COLUMNS: &str = "id, name, email, age, version, create_time, update_time";
+/// A person's columns, in table order: both tables hold them so. A macro, so
+/// that statements are `concat!`ed constants (the statement cache's keys).
+macro_rules! person_columns {
+    () => {
+        "id, name, email, age, version, create_time, update_time"
+    };
+}
+pub(super) use person_columns;
 
 /// Applies the migrations this database has not seen yet.
 pub(super) async fn migrate(
@@ -186,7 +192,7 @@ impl<'a> PersonArrays<'a> {
         }
     }
 
-    /// The arrays as statement parameters, in the order of [`PERSON_COLUMNS`]:
+    /// The arrays as statement parameters, in the order of [`person_columns`]:
     /// `UNNEST($n::text[], $n+1::text[], $n+2::text[], $n+3::int4[], $n+4::int8[],
     /// $n+5::timestamptz[], $n+6::timestamptz[])`.
     pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 7] {
