@@ -17,6 +17,7 @@ Used by suite.py (scenario transform-h2load); not a script of its own.
 from __future__ import annotations
 
 import re
+import statistics
 import struct
 import subprocess
 from pathlib import Path
@@ -88,3 +89,18 @@ def measure(address: str, pid: int, request: Path, duration: str, warmup: str) -
     used = cpu_seconds(pid) - before
     report["cpu_us_per_call"] = used * 1e6 / max(report["succeeded"], 1)
     return report
+
+
+def summary(reports: list[dict]) -> dict:
+    """One server's runs: median calls/s and CPU per call, failures summed, and
+    each run's figures."""
+    def median_of(key: str) -> float:
+        return statistics.median(r[key] for r in reports)
+
+    return {
+        "per_second": median_of("per_second"),
+        "cpu_us_per_call": median_of("cpu_us_per_call"),
+        "failed": sum(r["failed"] for r in reports),
+        "runs": [round(r["per_second"]) for r in reports],
+        "runs_cpu_us_per_call": [round(r["cpu_us_per_call"], 2) for r in reports],
+    }

@@ -152,8 +152,7 @@ def grpc_scenario(name: str, options: argparse.Namespace, out: Path) -> dict:
                         f"p50 {report['latency_ms']['p50']:.2f} ms p99 {report['latency_ms']['p99']:.2f} ms "
                         f"errors {report['errors']}")
         finally:
-            for server in servers.values():
-                server.stop()
+            stop_all(servers)
     summary = {
         label: {
             "per_second": median([r["per_second"] for r in reports]),
@@ -181,10 +180,25 @@ def grpc_scenario(name: str, options: argparse.Namespace, out: Path) -> dict:
     return result
 
 
+def stop_all(servers: dict) -> None:
+    """Stops every server of a scenario, however its runs ended."""
+    for server in servers.values():
+        server.stop()
+
+
 def build_go_peer() -> None:
-    """bench/go: grpc-go from Debian's sources, GOPATH mode, nothing downloaded."""
+    """bench/go: grpc-go from Debian's sources, GOPATH mode, nothing downloaded;
+    the Go stubs generated from proto/ first (protoc and protoc-gen-go 1.3 with
+    its grpc plugin), into a GOPATH entry under target/."""
     GO_PEER.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOPATH": f"{ROOT / 'bench' / 'go'}:/usr/share/gocode", "GO111MODULE": "off"}
+    generated = GO_PEER.parent / "go-generated" / "src"
+    generated.mkdir(parents=True, exist_ok=True)
+    proto = "quartet/transform/v1/transform.proto"
+    subprocess.run(["protoc", "-I", "proto",
+                    f"--go_out=plugins=grpc,M{proto}=quartet/transform/v1:{generated}", f"proto/{proto}"],
+                   cwd=ROOT, check=True)
+    gopath = f"{ROOT / 'bench' / 'go'}:{generated.parent}:/usr/share/gocode"
+    env = {**os.environ, "GOPATH": gopath, "GO111MODULE": "off"}
     subprocess.run(["go", "build", "-o", str(GO_PEER), "quartet-transform"], cwd=ROOT, env=env, check=True)
 
 
@@ -216,18 +230,8 @@ def h2load_scenario(options: argparse.Namespace, out: Path) -> dict:
                     log(f"transform-h2load run {run + 1} {label:12} {report['per_second']:>9.0f}/s "
                         f"{report['cpu_us_per_call']:5.2f} CPU-us/call failed {report['failed']}")
         finally:
-            for server in servers.values():
-                server.stop()
-    summary = {
-        label: {
-            "per_second": median([r["per_second"] for r in reports]),
-            "cpu_us_per_call": median([r["cpu_us_per_call"] for r in reports]),
-            "failed": sum(r["failed"] for r in reports),
-            "runs": [round(r["per_second"]) for r in reports],
-            "runs_cpu_us_per_call": [round(r["cpu_us_per_call"], 2) for r in reports],
-        }
-        for label, reports in runs.items()
-    }
+            stop_all(servers)
+    summary = {label: h2load.summary(reports) for label, reports in runs.items()}
     quartet, bare, go = summary["quartet"], summary["bare tonic"], summary["grpc-go"]
     for server in summary.values():
         # The targets of issue 19, for every server (levers come as extra servers).

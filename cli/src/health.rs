@@ -22,11 +22,16 @@ use crate::{
     output::Printer,
 };
 
-/// grpc_health_probe's exit codes.
-const SERVING: u8 = 0;
-const CONNECTION_FAILED: u8 = 2;
-const RPC_FAILED: u8 = 3;
-const NOT_SERVING: u8 = 4;
+/// How a check ended, as grpc_health_probe's exit codes; the worst of all
+/// targets (the largest) is the command's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+enum Verdict {
+    Serving = 0,
+    ConnectionFailed = 2,
+    RpcFailed = 3,
+    NotServing = 4,
+}
 
 #[derive(Debug, Args)]
 pub(crate) struct HealthArgs {
@@ -136,7 +141,7 @@ fn targets(client: &ClientOptions, args: HealthArgs) -> anyhow::Result<Vec<Targe
 
 pub(crate) async fn run(client: &ClientOptions, args: HealthArgs) -> anyhow::Result<ExitCode> {
     let printer = Printer::new(client.output);
-    let mut worst = SERVING;
+    let mut worst = Verdict::Serving;
     for target in targets(client, args)? {
         let (code, status) = check(client, &target).await;
         let report = Report {
@@ -153,16 +158,16 @@ pub(crate) async fn run(client: &ClientOptions, args: HealthArgs) -> anyhow::Res
         printer.print(&text, &report)?;
         worst = worst.max(code);
     }
-    Ok(ExitCode::from(worst))
+    Ok(ExitCode::from(worst as u8))
 }
 
 /// Checks one target: its exit code and what to print as its status.
-async fn check(client: &ClientOptions, target: &Target) -> (u8, String) {
+async fn check(client: &ClientOptions, target: &Target) -> (Verdict, String) {
     let channel = match client.connect(&target.address).await {
         Ok(channel) => channel,
         Err(status) => {
             return (
-                CONNECTION_FAILED,
+                Verdict::ConnectionFailed,
                 format!("CONNECTION_FAILED ({})", status.message()),
             );
         }
@@ -172,11 +177,11 @@ async fn check(client: &ClientOptions, target: &Target) -> (u8, String) {
     });
     match HealthClient::new(channel).check(request).await {
         Ok(response) => match response.into_inner().status() {
-            ServingStatus::Serving => (SERVING, "SERVING".to_owned()),
-            other => (NOT_SERVING, other.as_str_name().to_owned()),
+            ServingStatus::Serving => (Verdict::Serving, "SERVING".to_owned()),
+            other => (Verdict::NotServing, other.as_str_name().to_owned()),
         },
         Err(status) => (
-            RPC_FAILED,
+            Verdict::RpcFailed,
             format!(
                 "RPC_FAILED ({}: {})",
                 quartet_runtime::status_names::code_name(status.code()),

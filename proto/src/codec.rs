@@ -117,18 +117,11 @@ pub fn encode<T: Message>(message: &T) -> Bytes {
     message.encode_to_vec().into()
 }
 
-/// [`ProtoCodec`] for streams that answer with [`Outgoing`] messages.
-#[derive(Debug, Clone, Copy)]
+/// [`ProtoCodec`] for streams that answer with [`Outgoing`] messages: it
+/// decodes as that codec does.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct OutgoingCodec<T, U> {
-    _types: PhantomData<(T, U)>,
-}
-
-impl<T, U> Default for OutgoingCodec<T, U> {
-    fn default() -> Self {
-        Self {
-            _types: PhantomData,
-        }
-    }
+    decoding: ProtoCodec<T, U>,
 }
 
 impl<T, U> Codec for OutgoingCodec<T, U>
@@ -148,7 +141,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProtoCodec::<T, U>::default().decoder()
+        self.decoding.decoder()
     }
 }
 
