@@ -86,3 +86,38 @@ async fn a_taken_port_is_reported_and_exits_non_zero() {
     let refusal = format!("cannot listen on {addr}");
     assert!(exit.stderr.contains(&refusal), "{exit:?}");
 }
+
+#[tokio::test]
+async fn quartet_runtime_current_thread_serves_and_a_typo_is_refused() {
+    let mut command = transform();
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("QUARTET_RUNTIME", "current-thread");
+    let mut server = ServerProcess::start(command, &["transform"]).await.unwrap();
+    let mut client = TransformServiceClient::connect(server.url("transform").unwrap())
+        .await
+        .unwrap();
+    let answer = client
+        .transform(TransformRequest {
+            operation: Operation::Upper.into(),
+            text: "una hebra".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer.into_inner().text, "UNA HEBRA");
+    server.signal(Signal::SIGTERM).unwrap();
+    assert_eq!(server.exit_code().await.unwrap(), Some(0));
+
+    let refused = exit_of(
+        transform()
+            .args(["--listen", "127.0.0.1:0"])
+            .env("QUARTET_RUNTIME", "single"),
+    )
+    .await
+    .unwrap();
+    assert_ne!(refused.code, Some(0), "{refused:?}");
+    assert!(
+        refused.stderr.contains("QUARTET_RUNTIME=single"),
+        "the refusal names the variable: {refused:?}"
+    );
+}
