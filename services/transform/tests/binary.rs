@@ -25,6 +25,18 @@ async fn start() -> ServerProcess {
     ServerProcess::start(command, &["transform"]).await.unwrap()
 }
 
+/// `text` upper-cased by the server, over one unary call.
+async fn upper(
+    client: &mut TransformServiceClient<tonic::transport::Channel>,
+    text: &str,
+) -> String {
+    let request = TransformRequest {
+        operation: Operation::Upper.into(),
+        text: text.into(),
+    };
+    client.transform(request).await.unwrap().into_inner().text
+}
+
 #[tokio::test]
 async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
     let mut server = start().await;
@@ -35,14 +47,7 @@ async fn sigterm_turns_health_not_serving_closes_streams_and_exits_zero() {
         .await
         .unwrap();
     let mut client = TransformServiceClient::new(channel.clone());
-    let answer = client
-        .transform(TransformRequest {
-            operation: Operation::Upper.into(),
-            text: "hola".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(answer.into_inner().text, "HOLA");
+    assert_eq!(upper(&mut client, "hola").await, "HOLA");
 
     let mut watch = watch_health(channel, "").await;
     assert_eq!(next(&mut watch).await.status(), ServingStatus::Serving);
@@ -97,14 +102,7 @@ async fn quartet_runtime_current_thread_serves_and_a_typo_is_refused() {
     let mut client = TransformServiceClient::connect(server.url("transform").unwrap())
         .await
         .unwrap();
-    let answer = client
-        .transform(TransformRequest {
-            operation: Operation::Upper.into(),
-            text: "una hebra".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(answer.into_inner().text, "UNA HEBRA");
+    assert_eq!(upper(&mut client, "una hebra").await, "UNA HEBRA");
     server.signal(Signal::SIGTERM).unwrap();
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
 
