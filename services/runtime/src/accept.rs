@@ -15,7 +15,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -38,7 +41,7 @@ use crate::{config::Limits, error::ServeError, reload::Reloading};
 /// even when HTTP/2 keepalive is turned down.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Connections through their handshakes but not yet taken by the HTTP/2 server.
-const READY_CONNECTIONS: usize = 128;
+pub(crate) const READY_CONNECTIONS: usize = 128;
 /// Pause after an accept error (out of file descriptors, say) before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Least time between two warnings that the connection cap is reached, so a
@@ -78,8 +81,8 @@ pub(crate) struct Connection {
     transport: Transport,
     /// How much of [`PREFACE`] hyper has been given back so far.
     preface_replayed: usize,
-    /// This connection's place under `--max-connections`.
-    _slot: OwnedSemaphorePermit,
+    /// Its slot under `--max-connections` (and its worker's load count).
+    _hold: Hold,
 }
 
 impl Connected for Connection {
@@ -215,77 +218,137 @@ fn configure(tcp: &TcpStream) {
 
 /// Accepts on `listener` until the returned stream is dropped, admitting at
 /// most `limits.max_connections` connections at once and only those that
-/// finish their handshakes within `limits.http2_handshake_timeout`.
+/// finish their handshakes within `limits.http2_handshake_timeout`; each is
+/// brought through its handshakes on its own task of the calling runtime.
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Reloading<ServerConfig>>,
     limits: &Limits,
 ) -> Incoming {
     let (ready, receiver) = mpsc::channel(READY_CONNECTIONS);
-    let handshake_timeout = limits.http2_handshake_timeout;
+    let deadline = limits.http2_handshake_timeout;
+    let taken = ready.clone();
+    tokio::spawn(accept_loop(
+        listener,
+        tls,
+        limits.max_connections,
+        async move { taken.closed().await },
+        move |admitted| {
+            tokio::spawn(establish(admitted, deadline, ready.clone()));
+        },
+    ));
+    ReceiverStream::new(receiver)
+}
+
+/// A TCP connection admitted under the cap, before its handshakes.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) tcp: TcpStream,
+    pub(crate) peer: SocketAddr,
+    /// The TLS configuration current when it was accepted, if TLS is on.
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) hold: Hold,
+}
+
+/// What an open connection holds until it closes: its slot under
+/// `--max-connections` and, when a connection worker serves it, its count in
+/// that worker's load (which the dispatcher reads to pick the least loaded).
+#[derive(Debug)]
+pub(crate) struct Hold {
+    _slot: OwnedSemaphorePermit,
+    load: Option<Arc<AtomicUsize>>,
+}
+
+impl Hold {
+    /// Counts the connection in `load` until it closes.
+    pub(crate) fn count_in(&mut self, load: Arc<AtomicUsize>) {
+        load.fetch_add(1, Ordering::Relaxed);
+        if let Some(previous) = self.load.replace(load) {
+            previous.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(load) = &self.load {
+            load.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Accepts on `listener` until `until` completes, admitting at most
+/// `max_connections` connections at once, and gives each admitted one to
+/// `place`, which starts its handshakes (here or on a connection worker).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Reloading<ServerConfig>>,
+    max_connections: usize,
+    until: impl Future<Output = ()>,
+    mut place: impl FnMut(Admitted),
+) {
     // More permits than a semaphore can count would make it panic; no machine
     // holds that many sockets anyway.
-    let slots = Arc::new(Semaphore::new(
-        limits.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
+    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
     let mut refusals = RefusalWarnings::default();
     let listening = listener
         .local_addr()
         .map_or_else(|_| "an unknown address".to_owned(), |addr| addr.to_string());
-    let max_connections = limits.max_connections;
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = ready.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(error = %error, "accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                // Closed rather than left in the backlog: the client fails
-                // fast and can try another replica.
-                drop(tcp);
-                if let Some(refused) = refusals.refused(Instant::now()) {
-                    warn!(
-                        listener = %listening,
-                        max_connections,
-                        refused,
-                        "connection limit reached; closing new connections at once"
-                    );
-                }
+    let mut until = std::pin::pin!(until);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut until => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(error = %error, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
-            };
-            let tls = tls.as_ref().map(Reloading::current);
-            tokio::spawn(establish(
-                tcp,
-                peer,
-                tls,
-                slot,
-                handshake_timeout,
-                ready.clone(),
-            ));
-        }
-    });
-    ReceiverStream::new(receiver)
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closed rather than left in the backlog: the client fails
+            // fast and can try another replica.
+            drop(tcp);
+            if let Some(refused) = refusals.refused(Instant::now()) {
+                warn!(
+                    listener = %listening,
+                    max_connections,
+                    refused,
+                    "connection limit reached; closing new connections at once"
+                );
+            }
+            continue;
+        };
+        place(Admitted {
+            tcp,
+            peer,
+            tls: tls.as_ref().map(Reloading::current),
+            hold: Hold {
+                _slot: slot,
+                load: None,
+            },
+        });
+    }
 }
 
-/// Brings one connection through its TLS handshake (when `tls` is set) and
-/// the HTTP/2 preface within `deadline`, then hands it to the HTTP/2 server;
-/// a connection that fails either, or is too slow, is closed here.
-async fn establish(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: Option<Arc<ServerConfig>>,
-    slot: OwnedSemaphorePermit,
+/// Brings one connection through its TLS handshake (when it has a TLS
+/// configuration) and the HTTP/2 preface within `deadline`, then hands it to
+/// the HTTP/2 server; a connection that fails either, or is too slow, is
+/// closed here.
+pub(crate) async fn establish(
+    admitted: Admitted,
     deadline: Duration,
     ready: mpsc::Sender<Result<Connection, io::Error>>,
 ) {
+    let Admitted {
+        tcp,
+        peer,
+        tls,
+        hold,
+    } = admitted;
     configure(&tcp);
     let handshakes = async {
         let mut transport = match tls {
@@ -308,7 +371,7 @@ async fn establish(
             let connection = Connection {
                 transport,
                 preface_replayed: 0,
-                _slot: slot,
+                _hold: hold,
             };
             let _ = ready.send(Ok(connection)).await;
         }

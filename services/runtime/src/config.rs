@@ -148,6 +148,13 @@ pub struct ServerOptions {
     /// endpoint per process: `quartet serve` shows every server's metrics on it.
     #[arg(long, env = "QUARTET_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Threads that serve this server's gRPC connections, each a
+    /// single-threaded event loop that keeps a connection and its calls on one
+    /// core; 0 serves them on the process's own runtime [default: one per CPU,
+    /// or 0 under QUARTET_RUNTIME=current-thread].
+    #[arg(long, env = "QUARTET_CONNECTION_WORKERS")]
+    pub connection_workers: Option<usize>,
 }
 
 impl Default for ServerOptions {
@@ -160,6 +167,7 @@ impl Default for ServerOptions {
             reload_interval: Duration::from_secs(10),
             health_listen: None,
             metrics_listen: None,
+            connection_workers: None,
         }
     }
 }

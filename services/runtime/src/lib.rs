@@ -26,6 +26,8 @@
 //!   built on their first call.
 //! - `accept`: the accept loop, plaintext or TLS ([`tls`], reloading certificates),
 //!   under the connection cap and the handshake deadline.
+//! - `workers`: the connection workers, one single-threaded event loop per CPU
+//!   that serves its share of a server's connections (`--connection-workers`).
 //! - The tower layers every call passes through, outermost first:
 //!   [`call_trace`] (span, status, latency, and the [`metrics`]), [`auth`]
 //!   (UNAUTHENTICATED without a valid bearer token), [`overload`]
@@ -65,6 +67,7 @@ pub mod status_names;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+mod workers;
 
 pub use config::{Limits, ServerOptions, ShutdownPolicy};
 pub use error::{DescriptorError, ServeError};

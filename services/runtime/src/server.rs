@@ -5,7 +5,7 @@
 //! A server goes through three types: [`GrpcServer`] while services are added,
 //! [`BoundServer`] once its ports are bound (port 0 reports the real port), and
 //! [`RunningServer`] when it serves on a background task. Starting it assembles
-//! the router (`GrpcServer::into_serving`), the health-only port
+//! the router (`GrpcServer::into_serve`), the connection workers, the health-only port
 //! (`health_only`) and the shutdown sequence (`ShutdownSequence`).
 
 use std::{
@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use tokio::{net::TcpListener, task::JoinHandle, time::sleep};
 use tokio_util::sync::CancellationToken;
 use tonic::{body::Body, server::NamedService, service::RoutesBuilder, transport::Server};
@@ -37,6 +38,7 @@ use crate::{
     request_timeout::RequestTimeoutLayer,
     served_methods::ServedMethods,
     shutdown::{DrainSignal, Shutdown},
+    workers::{self, Workers},
 };
 
 /// Streams a client may reset before the server answers them (hyper's own
@@ -184,18 +186,13 @@ impl GrpcServer {
 
     /// Assembles the router every call goes through (the services, health and
     /// reflection, behind the layers in the order `lib.rs` lists them), and
-    /// returns the future that serves `incoming` with it until `stop_accepting`
-    /// completes.
-    fn into_serving<F>(
+    /// returns what serves a stream of connections with it: once on this
+    /// runtime, or once per connection worker.
+    fn into_serve(
         self,
         metrics: Metrics,
         reloaders: &CancellationToken,
-        incoming: accept::Incoming,
-        stop_accepting: F,
-    ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send + use<F>, ServeError>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
+    ) -> Result<workers::Serve, ServeError> {
         let Self {
             options,
             shutdown,
@@ -216,14 +213,18 @@ impl GrpcServer {
             .auth
             .tokens(options.reload_interval, reloaders.clone());
         let limits = &options.limits;
-        Ok(http2_server(limits)
+        let router = http2_server(limits)
             .layer(CallTraceLayer::new(metrics, served.clone()))
             .layer(BearerAuthLayer::new(tokens))
             .layer(InFlightLimitLayer::new(limits.max_concurrent_calls))
             .layer(RequestFramingLayer::new(limits.max_message_bytes, served))
             .layer(RequestTimeoutLayer::new(limits.request_timeout))
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, stop_accepting))
+            .add_routes(routes.routes());
+        Ok(Arc::new(move |incoming, stop| {
+            // Boxed, once per HTTP/2 server: its future is large, and would
+            // otherwise be stored again by each future it moves into.
+            Box::pin(router.clone().serve_with_incoming_shutdown(incoming, stop))
+        }))
     }
 }
 
@@ -373,15 +374,27 @@ impl BoundServer {
             .tls
             .server_config(server.options.reload_interval, reloaders.clone())?;
         let transport = if tls.is_some() { "tls" } else { "plaintext" };
-        let incoming = accept::incoming(listener, tls, &limits);
-        // Boxed, once per server: the HTTP/2 server's future is large, and
-        // would otherwise be stored again by each future it moves into.
-        let serving = Box::pin(server.into_serving(
-            metrics,
-            &reloaders,
-            incoming,
-            sequence.clone().stop_accepting(),
-        )?);
+        let workers = server
+            .options
+            .connection_workers
+            .unwrap_or_else(workers::default_count);
+        let drain = server.shutdown.drain_signal();
+        let serve = server.into_serve(metrics, &reloaders)?;
+        let stop_accepting = Box::pin(sequence.clone().stop_accepting());
+        let serving: BoxFuture<'static, workers::ServeResult> = if workers == 0 {
+            serve(accept::incoming(listener, tls, &limits), stop_accepting)
+        } else {
+            let workers = Workers::new(name, workers, serve, limits.http2_handshake_timeout, drain);
+            let max_connections = limits.max_connections;
+            Box::pin(async move {
+                // The shutdown sequence runs here; the workers watch the drain it starts.
+                let ((), served) = tokio::join!(
+                    stop_accepting,
+                    workers.serve(listener, tls, max_connections)
+                );
+                served
+            })
+        };
         let health_only = health_listener.map(|listener| {
             health_only(
                 name,

@@ -64,6 +64,13 @@ impl TransformService for Probe {
             }
             "bad" => return Err(Status::invalid_argument("bad on purpose")),
             "broken" => return Err(Status::internal("broken on purpose")),
+            "thread" => {
+                let name = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned();
+                return Ok(Response::new(TransformResponse { text: name }));
+            }
             _ => {}
         }
         Ok(Response::new(TransformResponse { text }))
@@ -88,7 +95,17 @@ impl TransformService for Probe {
 }
 
 pub async fn start(options: ServerOptions, probe: Probe) -> RunningServer {
-    GrpcServer::new("probe", options, Shutdown::new())
+    start_named("probe", options, probe).await
+}
+
+/// [`start`] with the server called `name` (its connection workers' threads
+/// are named after it).
+pub async fn start_named(
+    name: &'static str,
+    options: ServerOptions,
+    probe: Probe,
+) -> RunningServer {
+    GrpcServer::new(name, options, Shutdown::new())
         .descriptors(quartet_proto::FILE_DESCRIPTOR_SET)
         .add_service(TransformServiceServer::new(probe))
         .bind("127.0.0.1:0".parse().unwrap())
