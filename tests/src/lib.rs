@@ -158,6 +158,24 @@ impl ServerProcess {
         self.addr(name).map(|addr| format!("http://{addr}"))
     }
 
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// How many of the process's threads have a name starting with `prefix`
+    /// (Linux keeps each thread's name in `/proc/PID/task/*/comm`).
+    pub fn threads_named(&self, prefix: &str) -> usize {
+        let Some(pid) = self.pid() else { return 0 };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return 0;
+        };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with(prefix))
+            .count()
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) -> Result<(), HarnessError> {
         let id = self.child.id().ok_or_else(|| HarnessError::NotAnnounced {

@@ -2,12 +2,15 @@
 //!
 //! - `multi-thread` (the default): tokio's work-stealing scheduler, one
 //!   worker per CPU (`TOKIO_WORKER_THREADS` changes the count);
-//! - `current-thread`: every task on the main thread. A call then never wakes
-//!   a task on another thread (a futex call, often a context switch), which
-//!   cut the CPU a unary call costs by about 30% under h2load on two cores
-//!   (BENCHMARKS.md, "Transform under h2load"); the price is that one process
-//!   uses one core at most, so it suits deployments that scale by replicas of
-//!   one CPU each, or machines where the clients share the cores.
+//! - `current-thread`: every task on the main thread, connection workers
+//!   included unless `--connection-workers` asks for some.
+//!
+//! gRPC connections are not served on this runtime by default: each server
+//! hands them to its connection workers (`crate::workers`), one
+//! single-threaded event loop per CPU, because a call whose tasks wake each
+//! other across work-stealing threads cost twice the CPU under h2load
+//! (BENCHMARKS.md, "Transform under h2load"). This runtime runs the accept
+//! loops, the services' background tasks and the gateway.
 //!
 //! An environment variable rather than a flag because the runtime is built
 //! before anything else runs, and `quartet serve` (servers inside the CLI)

@@ -93,6 +93,41 @@ async fn a_taken_port_is_reported_and_exits_non_zero() {
 }
 
 #[tokio::test]
+async fn connections_are_served_by_workers_the_first_clients_start() {
+    let mut server = start().await;
+    assert_eq!(
+        server.threads_named("transform-"),
+        0,
+        "an idle server runs no connection worker"
+    );
+    let mut first = TransformServiceClient::connect(server.url("transform").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(upper(&mut first, "uno").await, "UNO");
+    assert_eq!(server.threads_named("transform-"), 1);
+    let mut second = TransformServiceClient::connect(server.url("transform").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(upper(&mut second, "dos").await, "DOS");
+    // Two CPUs or more: a second open connection gets a worker of its own.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(server.threads_named("transform-"), cpus.min(2));
+
+    let mut none = transform();
+    none.args(["--listen", "127.0.0.1:0", "--connection-workers", "0"]);
+    let mut unworked = ServerProcess::start(none, &["transform"]).await.unwrap();
+    let mut client = TransformServiceClient::connect(unworked.url("transform").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(upper(&mut client, "sin").await, "SIN");
+    assert_eq!(unworked.threads_named("transform-"), 0);
+    for process in [&mut server, &mut unworked] {
+        process.signal(Signal::SIGTERM).unwrap();
+        assert_eq!(process.exit_code().await.unwrap(), Some(0));
+    }
+}
+
+#[tokio::test]
 async fn quartet_runtime_current_thread_serves_and_a_typo_is_refused() {
     let mut command = transform();
     command
@@ -103,6 +138,11 @@ async fn quartet_runtime_current_thread_serves_and_a_typo_is_refused() {
         .await
         .unwrap();
     assert_eq!(upper(&mut client, "una hebra").await, "UNA HEBRA");
+    assert_eq!(
+        server.threads_named("transform-"),
+        0,
+        "one thread means no connection workers"
+    );
     server.signal(Signal::SIGTERM).unwrap();
     assert_eq!(server.exit_code().await.unwrap(), Some(0));
 
