@@ -15,13 +15,12 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::ServerConfig;
 use tokio::{
