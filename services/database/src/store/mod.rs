@@ -10,7 +10,8 @@
 //! Every committed change gets a store-wide revision and lands in a change log.
 //! A tailer task reads the log after each commit (and, for PostgreSQL, after each
 //! commit notification from another replica) and broadcasts the changes in
-//! order; watchers catch up from the log and then follow the broadcast.
+//! order, while anyone is watching; watchers catch up from the log and then
+//! follow the broadcast.
 
 mod encoding;
 mod feed;
