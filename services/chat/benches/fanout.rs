@@ -12,6 +12,7 @@
 //! ```text
 //! cargo bench -p quartet-chat --bench fanout -- [--members 200] [--rate 500]
 //!     [--seconds 10] [--senders 10] [--nats-url nats://127.0.0.1:4222]
+//!     [--connection-workers N]
 //! ```
 //!
 //! Clients run in the same process as the servers, so the figures include the
@@ -44,6 +45,7 @@ use quartet_proto::chat::v1::{
     ClientEvent, Join, Say, chat_service_client::ChatServiceClient, client_event,
     server_event::Event,
 };
+use quartet_runtime::ServerOptions;
 use tokio::{
     sync::{broadcast::error::RecvError, mpsc},
     task::JoinSet,
@@ -67,6 +69,8 @@ struct Plan {
     rate: u32,
     seconds: u64,
     nats_url: Option<String>,
+    /// The servers' `--connection-workers` (default: one per CPU).
+    connection_workers: Option<usize>,
 }
 
 impl Plan {
@@ -77,6 +81,7 @@ impl Plan {
             rate: 500,
             seconds: 10,
             nats_url: std::env::var("QUARTET_TEST_NATS_URL").ok(),
+            connection_workers: None,
         };
         let args: Vec<String> = std::env::args().collect();
         let mut i = 1;
@@ -88,6 +93,7 @@ impl Plan {
                 "--rate" => plan.rate = value.parse().unwrap(),
                 "--seconds" => plan.seconds = value.parse().unwrap(),
                 "--nats-url" => plan.nats_url = Some(value),
+                "--connection-workers" => plan.connection_workers = Some(value.parse().unwrap()),
                 _ => {
                     i += 1;
                     continue;
@@ -372,7 +378,11 @@ async fn main() {
     let hub = bench_hub(&plan).await;
     report("hub", &plan, &hub);
 
-    let server = member::start(bench_config()).await;
+    let options = ServerOptions {
+        connection_workers: plan.connection_workers,
+        ..ServerOptions::default()
+    };
+    let server = member::start_with(options.clone(), bench_config()).await;
     let grpc = bench_grpc(&plan, &[server.url()]).await;
     report("grpc", &plan, &grpc);
     server.stop().await.unwrap();
@@ -381,8 +391,8 @@ async fn main() {
         Some(url) => {
             // Everything made under the prefix goes when it is dropped.
             let prefix = member::Prefix::new(url);
-            let a = member::start_replica(url, &prefix.name, bench_config()).await;
-            let b = member::start_replica(url, &prefix.name, bench_config()).await;
+            let a = member::start_replica_with(&options, url, &prefix.name, bench_config()).await;
+            let b = member::start_replica_with(&options, url, &prefix.name, bench_config()).await;
             let nats = bench_grpc(&plan, &[a.url(), b.url()]).await;
             report("nats", &plan, &nats);
             a.stop().await.unwrap();

@@ -50,11 +50,21 @@ pub async fn start_with(options: ServerOptions, config: ChatConfig) -> RunningSe
 /// One replica of a deployment whose rooms live in the NATS at `nats_url`,
 /// under `prefix`.
 pub async fn start_replica(nats_url: &str, prefix: &str, config: ChatConfig) -> RunningServer {
+    start_replica_with(&ServerOptions::default(), nats_url, prefix, config).await
+}
+
+/// [`start_replica`] with these server options.
+pub async fn start_replica_with(
+    options: &ServerOptions,
+    nats_url: &str,
+    prefix: &str,
+    config: ChatConfig,
+) -> RunningServer {
     let backplane = BackplaneOptions {
         nats_url: Some(nats_url.to_owned()),
         nats_prefix: prefix.to_owned(),
     };
-    serve(ServerOptions::default(), config, &backplane).await
+    serve(options.clone(), config, &backplane).await
 }
 
 /// The server `quartet-chat` runs, on a free loopback port.
