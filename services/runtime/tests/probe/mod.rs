@@ -59,8 +59,14 @@ impl TransformService for Probe {
         match text.as_str() {
             "hang" => std::future::pending().await,
             "wait" => {
+                // Registered before the arrival is announced: a test that
+                // releases as soon as it sees the arrival, from another thread
+                // (a connection worker serves this call), cannot miss it.
+                let released = self.release.notified();
+                let mut released = std::pin::pin!(released);
+                released.as_mut().enable();
                 self.arrived.add_permits(1);
-                self.release.notified().await;
+                released.await;
             }
             "bad" => return Err(Status::invalid_argument("bad on purpose")),
             "broken" => return Err(Status::internal("broken on purpose")),
