@@ -237,9 +237,14 @@ async fn calls_spread_over_every_replica_survive_a_kill_and_reach_a_newcomer() {
         served.push(calls_served(replica, "TransformStream").await);
     }
     let total: f64 = served.iter().sum();
+    // About 50 streams, each placed by the less loaded of two replicas drawn
+    // at random, and at the start all are equally (un)loaded: a share is
+    // close to binomial (mean 1/3, standard deviation about 0.07), so a floor
+    // of 20% failed about one run in 25 (9 of 49 in CI once). A tenth is
+    // three deviations below the mean and still far above a starved replica.
     for (replica, calls) in served.iter().enumerate() {
         assert!(
-            *calls >= 0.2 * total,
+            *calls >= 0.1 * total,
             "replica {replica} served {calls} of {total} calls: {served:?}"
         );
     }
