@@ -259,12 +259,10 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
-    /// Counts the connection in `load` until it closes.
+    /// Counts the connection in `load` (its one worker's) until it closes.
     pub(crate) fn count_in(&mut self, load: Arc<AtomicUsize>) {
         load.fetch_add(1, Ordering::Relaxed);
-        if let Some(previous) = self.load.replace(load) {
-            previous.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.load = Some(load);
     }
 }
 

@@ -196,12 +196,18 @@ impl Workers {
         // Out of this runtime's event loop, into the worker's.
         match tcp.into_std() {
             Ok(tcp) => {
-                let _ = jobs.send(Job {
+                let job = Job {
                     tcp,
                     peer,
                     tls,
                     hold,
-                });
+                };
+                if jobs.send(job).is_err() {
+                    // Its thread ended (its runtime could not be built): this
+                    // connection is closed, and no other is sent there.
+                    warn!(%peer, worker = index, "a connection worker is gone; connection closed");
+                    self.threads[index] = Worker::Failed;
+                }
             }
             Err(error) => warn!(%peer, error = %error, "cannot hand a connection to a worker"),
         }
