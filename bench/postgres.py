@@ -20,8 +20,8 @@ Workloads (bench/pgbench/*.sql say exactly what each statement does):
   the UPDATE alone, as a reference.
 
 With --replicas 2, the creates also run against two quartet-database
-processes on one database (calls balanced over both): does the revision
-counter every commit updates serialize replicas?
+processes on one database (calls balanced over both), for every variant: do
+replicas' commits serialize on something they share?
 
 To compare builds or settings (the levers of BENCHMARKS.md), give
 `--server "LABEL PATH [VAR=VALUE]..."` once per variant: each run then
@@ -216,19 +216,21 @@ def one_run(run: int, options: argparse.Namespace, samples: dict, log) -> None:
 
 
 def replicas_run(run: int, options: argparse.Namespace, databases: Databases, samples: dict, log) -> None:
-    """Creates through `options.replicas` processes sharing one database."""
-    url = databases.create("replicas")
-    variant = Variant(options.server[-1]) if options.server else DEFAULT_VARIANT
-    servers = [start_database(url, variant) for _ in range(options.replicas)]
-    try:
-        addresses = ",".join(address for _, address in servers)
-        report = quartet_bench("db-create", addresses, options.duration, options.warmup)
-        key = f"quartet db-create, {options.replicas} replicas"
-        samples.setdefault(key, []).append(report["per_second"])
-        log(f"run {run} {key} {report['per_second']:>9.0f}/s p50 {report['latency_ms']['p50']:.2f} ms")
-    finally:
-        for process, _ in servers:
-            stop(process)
+    """Creates through `options.replicas` processes of each variant sharing
+    one database (a fresh one per variant)."""
+    variants = [Variant(spec) for spec in options.server] or [DEFAULT_VARIANT]
+    for variant in variants:
+        url = databases.create(f"{variant.label}_replicas")
+        servers = [start_database(url, variant) for _ in range(options.replicas)]
+        try:
+            addresses = ",".join(address for _, address in servers)
+            report = quartet_bench("db-create", addresses, options.duration, options.warmup)
+            key = f"{variant.label} db-create, {options.replicas} replicas"
+            samples.setdefault(key, []).append(report["per_second"])
+            log(f"run {run} {key} {report['per_second']:>9.0f}/s p50 {report['latency_ms']['p50']:.2f} ms")
+        finally:
+            for process, _ in servers:
+                stop(process)
 
 
 def measure(options: argparse.Namespace, log) -> dict:

@@ -107,14 +107,26 @@ impl TestSchema {
         })
     }
 
-    /// Drops the schema and everything in it.
+    /// Drops the schema and everything in it. A server that has just stopped
+    /// may still have a query in flight on a connection it is closing; when
+    /// PostgreSQL picks the drop as that deadlock's victim, it is tried again.
     pub async fn drop_schema(mut self) -> Result<(), tokio_postgres::Error> {
+        const ATTEMPTS: usize = 5;
         self.dropped = true;
-        admin(
-            &self.admin_url,
-            &format!("DROP SCHEMA {} CASCADE", self.name),
-        )
-        .await
+        let statement = format!("DROP SCHEMA {} CASCADE", self.name);
+        let mut attempt = 1;
+        loop {
+            match admin(&self.admin_url, &statement).await {
+                Err(error)
+                    if attempt < ATTEMPTS
+                        && error.code()
+                            == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 }
 

@@ -1,13 +1,20 @@
 //! Two replicas on one PostgreSQL database: each sees the other's writes and
-//! watch events, and concurrent writers spread over both lose no update.
+//! watch events, concurrent writers spread over both lose no update, and
+//! commits that land out of revision order reach watchers in order, each once.
 
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 
-use harness::{Backend, DEADLINE, create, get, increment, next_event, person, start, watch};
-use quartet_proto::database::v1::ChangeKind;
+use std::time::{Duration, Instant};
+
+use harness::{
+    Backend, DEADLINE, create, get, increment, next_event, person, start, update, watch,
+};
+use quartet_proto::database::v1::{
+    ChangeKind, DeletePersonRequest, ImportPeopleRequest, ListPeopleRequest,
+};
 use tokio::time::timeout;
 use tonic::Code;
 
@@ -48,15 +55,153 @@ async fn replicas_share_writes_watch_events_and_record_locks() {
     let last = get(&mut a, "shared").await.unwrap();
     assert_eq!(last.name, format!("n={}", 4 * INCREMENTS));
 
-    // B's watch saw every one of those updates, in revision order, no gaps.
-    let mut revision = event.revision;
-    for _ in 0..4 * INCREMENTS {
+    // B's watch saw every one of those updates, in revision order, no gaps:
+    // each count once, in counting order.
+    let mut revisions = Vec::new();
+    for count in 1..=4 * INCREMENTS {
         let next = next_event(&mut events).await;
-        assert_eq!(next.revision, revision + 1);
-        revision = next.revision;
+        assert_eq!(next.person.unwrap().name, format!("n={count}"));
+        revisions.push(next.revision);
     }
+    b.assert_in_order(event.revision, &revisions);
 
     a.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
     backend.clean_up().await;
+}
+
+/// Revisions come from transaction ids, taken in one order and committed in
+/// another. Here replica A's import locks "a-first" (taking its transaction
+/// id) and then waits for the lock on "held", kept by an outside transaction,
+/// while replica B creates and deletes people, committing later ids first. A watch must neither deliver
+/// B's changes before A's (A's revision is lower) nor skip A's once B's are
+/// out; a delete's own revision is a valid place to watch from even before
+/// A's commit lets it settle.
+#[tokio::test]
+async fn commits_out_of_revision_order_reach_watchers_in_order() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(schema) = &backend else {
+        unreachable!()
+    };
+    let mut a = start(&backend).await;
+    let mut b = start(&backend).await;
+    for id in ["a-first", "held", "doomed"] {
+        create(&mut a, person(id, "x")).await.unwrap();
+    }
+    let listed = b
+        .client
+        .list_people(ListPeopleRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let mut early_watch = watch(&mut b, Some(listed), "").await.unwrap();
+
+    // An outside transaction locks "held" and keeps it.
+    let (outside, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    outside.batch_execute("BEGIN").await.unwrap();
+    let holder: String = outside
+        .query_one(
+            "SELECT pg_current_xact_id()::text FROM people WHERE id = 'held' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    // A's import locks the rows in id order: "a-first" (which gives it a
+    // transaction id), then it waits for "held".
+    let mut a_client = a.client.clone();
+    let held_update = tokio::spawn(async move {
+        let batch = ImportPeopleRequest {
+            people: vec![person("a-first", "y"), person("held", "y")],
+        };
+        a_client.import_people(tokio_stream::iter([batch])).await
+    });
+    wait_for_lock_waiter(&outside, &holder).await;
+
+    // B commits two changes meanwhile: later transaction ids than A's.
+    create(&mut b, person("late", "x")).await.unwrap();
+    let deleted = b
+        .client
+        .delete_person(DeletePersonRequest {
+            id: "doomed".into(),
+            expected_version: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    outside.batch_execute("COMMIT").await.unwrap();
+    let imported = held_update.await.unwrap().unwrap().into_inner();
+    assert_eq!(imported.updated, 2);
+    // A watch from the delete's revision starts right after the delete.
+    let mut after_delete = watch(&mut b, Some(deleted.revision), "").await.unwrap();
+    update(&mut b, person("late", "y"), &["name"], None)
+        .await
+        .unwrap();
+
+    // Every change once, in revision order, A's (the lowest revision) first.
+    let mut seen = Vec::new();
+    let mut revisions = Vec::new();
+    for _ in 0..5 {
+        let event = next_event(&mut early_watch).await;
+        let kind = event.kind();
+        let person = event.person.unwrap();
+        seen.push((kind, person.id, person.name));
+        revisions.push(event.revision);
+    }
+    let created = |id: &str| (ChangeKind::Created, id.to_owned(), "x".to_owned());
+    let updated = |id: &str| (ChangeKind::Updated, id.to_owned(), "y".to_owned());
+    assert_eq!(
+        seen,
+        [
+            updated("a-first"),
+            updated("held"),
+            created("late"),
+            (ChangeKind::Deleted, "doomed".into(), "x".into()),
+            updated("late"),
+        ]
+    );
+    b.assert_in_order(listed, &revisions);
+    assert_eq!(revisions[3], deleted.revision);
+    let next = next_event(&mut after_delete).await;
+    assert_eq!(
+        (next.revision, next.person.unwrap().name.as_str()),
+        (revisions[4], "y")
+    );
+
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
+    backend.clean_up().await;
+}
+
+/// Waits (within [`DEADLINE`]) until some transaction waits for transaction
+/// `holder`'s lock.
+async fn wait_for_lock_waiter(client: &tokio_postgres::Client, holder: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'transactionid' AND transactionid::text = $1 AND NOT granted",
+                &[&holder],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the update never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

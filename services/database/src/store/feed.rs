@@ -5,6 +5,11 @@
 //! it reads the log, skips what it has seen, and goes back to the log whenever the
 //! broadcast skips ahead or it falls behind (a slow watcher costs a read, not
 //! memory).
+//!
+//! Revisions increase but need not be consecutive (PostgreSQL numbers changes by
+//! transaction id), so each broadcast change says which revision it follows in
+//! the log: a watcher that has handled that one (or any later one below the
+//! change) may take it straight from the broadcast.
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,11 +32,23 @@ const WATCH_BUFFER: usize = 64;
 /// What a watch yields: changes in revision order, or the error that ended it.
 pub type WatchStream = ReceiverStream<Result<Arc<Change>, DatabaseError>>;
 
+/// Longest the tailer waits before it reads the log again when a commit it
+/// heard of has not settled yet (an older transaction is still running).
+const MAX_SETTLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A change on the broadcast, and the revision it follows in the log: the log
+/// holds nothing between the two, and never will.
+#[derive(Clone)]
+struct Linked {
+    after: u64,
+    change: Arc<Change>,
+}
+
 /// The broadcast side of the feed.
 #[derive(Clone)]
 pub(super) struct ChangeFeed {
     backend: Arc<dyn StoreBackend>,
-    live: broadcast::Sender<Arc<Change>>,
+    live: broadcast::Sender<Linked>,
 }
 
 impl ChangeFeed {
@@ -41,7 +58,7 @@ impl ChangeFeed {
         committed: watch::Receiver<u64>,
         stop: CancellationToken,
     ) -> Result<Self, DatabaseError> {
-        let (live, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (live, _) = broadcast::channel::<Linked>(BROADCAST_CAPACITY);
         let from = backend.revision().await?;
         tokio::spawn(run_tailer(
             backend.clone(),
@@ -85,18 +102,21 @@ impl ChangeFeed {
 /// Reads the log after each commit notification and broadcasts in order.
 async fn run_tailer(
     backend: Arc<dyn StoreBackend>,
-    live: broadcast::Sender<Arc<Change>>,
+    live: broadcast::Sender<Linked>,
     mut committed: watch::Receiver<u64>,
     mut last: u64,
     stop: CancellationToken,
 ) {
     // Without a poll interval, wait for notifications only.
     let poll = backend.poll_interval().unwrap_or(Duration::from_secs(3600));
+    // Set while a commit we heard of is not in the log's settled part yet:
+    // look again soon, rather than at the next commit or poll.
+    let mut settle_wait: Option<Duration> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             changed = committed.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(poll) => {}
+            () = tokio::time::sleep(settle_wait.unwrap_or(poll)) => {}
         }
         // Nobody is watching: there is nobody to broadcast to, so skip the read
         // (two queries per commit otherwise, on the database the writes need).
@@ -105,6 +125,7 @@ async fn run_tailer(
         // broadcast skip ahead goes back to the log. Skipping loses nothing.
         if live.receiver_count() == 0 {
             last = last.max(*committed.borrow_and_update());
+            settle_wait = None;
             continue;
         }
         loop {
@@ -112,9 +133,13 @@ async fn run_tailer(
                 Ok(changes) if changes.is_empty() => break,
                 Ok(changes) => {
                     for change in changes {
+                        let after = last;
                         last = change.revision;
                         // No receivers is fine: nobody is watching.
-                        let _ = live.send(Arc::new(change));
+                        let _ = live.send(Linked {
+                            after,
+                            change: Arc::new(change),
+                        });
                     }
                 }
                 Err(DatabaseError::RevisionCompacted { oldest, .. }) => {
@@ -130,6 +155,11 @@ async fn run_tailer(
                 }
             }
         }
+        settle_wait = (last < *committed.borrow()).then(|| {
+            settle_wait.map_or(Duration::from_millis(1), |wait| {
+                (wait * 2).min(MAX_SETTLE_WAIT)
+            })
+        });
     }
 }
 
@@ -151,7 +181,7 @@ enum Stop {
 }
 
 impl Watcher {
-    async fn run(mut self, mut live: broadcast::Receiver<Arc<Change>>) {
+    async fn run(mut self, mut live: broadcast::Receiver<Linked>) {
         if self.catch_up().await.is_err() {
             return;
         }
@@ -161,8 +191,9 @@ impl Watcher {
                 received = live.recv() => received,
             };
             let outcome = match received {
-                Ok(change) if change.revision <= self.last => Ok(()),
-                Ok(change) if change.revision == self.last + 1 => self.offer(change).await,
+                Ok(linked) if linked.change.revision <= self.last => Ok(()),
+                // Nothing in the log between what we handled and this change.
+                Ok(linked) if linked.after <= self.last => self.offer(linked.change).await,
                 // The broadcast is ahead of us (we started mid-flight) or we fell
                 // behind it: the log has everything.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,

@@ -72,7 +72,9 @@ pub trait StoreBackend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Change>, DatabaseError>;
 
-    /// The latest committed revision.
+    /// The latest committed revision, exactly: every change committed so far
+    /// has a revision at or below it (readable from the log once settled, or
+    /// trimmed from it), and every later one a revision above it.
     async fn revision(&self) -> Result<u64, DatabaseError>;
 
     /// Starts whatever tells this process about commits made elsewhere (other

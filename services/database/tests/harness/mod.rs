@@ -69,6 +69,25 @@ impl Backend {
 pub(crate) struct Fixture {
     pub(crate) server: RunningServer,
     pub(crate) client: PeopleServiceClient<Channel>,
+    /// Whether revisions go up by one per change (the embedded store), or
+    /// only increase (PostgreSQL numbers them by transaction id).
+    pub(crate) consecutive_revisions: bool,
+}
+
+impl Fixture {
+    /// Asserts that `revisions`, as a watch from `after` delivered them, are
+    /// in order: increasing, and on the embedded store the very next ones.
+    pub(crate) fn assert_in_order(&self, after: u64, revisions: &[u64]) {
+        assert!(
+            revisions.is_sorted_by(|earlier, later| earlier < later),
+            "revisions out of order: {revisions:?}"
+        );
+        assert!(revisions.first().is_none_or(|first| *first > after));
+        if self.consecutive_revisions {
+            let expected: Vec<u64> = (after + 1..).take(revisions.len()).collect();
+            assert_eq!(revisions, expected, "revisions with gaps");
+        }
+    }
 }
 
 /// A server on `backend` keeping the default change log, and a client of it.
@@ -86,7 +105,11 @@ pub(crate) async fn start_with(backend: &Backend, retention: u64) -> Fixture {
         .await
         .unwrap();
     let client = PeopleServiceClient::connect(server.url()).await.unwrap();
-    Fixture { server, client }
+    Fixture {
+        server,
+        client,
+        consecutive_revisions: matches!(backend, Backend::Redb(_)),
+    }
 }
 
 /// Runs `behaviour` against a fresh server on `backend`, then stops the server

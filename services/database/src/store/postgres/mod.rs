@@ -3,12 +3,19 @@
 //! A batch is one transaction of two pipelined round trips whatever its size:
 //! lock every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
 //! replicas' batches never deadlock), decide every write in Rust with the same
-//! rules as the embedded store, then write rows, bump the revision counter, append
-//! the change log, `NOTIFY` and `COMMIT` with `UNNEST`ed arrays. The counter row
-//! lock makes revisions follow commit order, which is what lets every replica
-//! read the log gap-free; batching is what keeps that lock from limiting
-//! throughput. Every statement is prepared once per connection, and point reads
-//! share a few connections that pipeline them.
+//! rules as the embedded store, then write rows, append the change log, `NOTIFY`
+//! and `COMMIT` with `UNNEST`ed arrays. Every statement is prepared once per
+//! connection, and point reads share a few connections that pipeline them.
+//!
+//! A change's revision is its transaction's id (times 2^20, plus its position
+//! in the transaction), taken without any lock, so replicas commit side by
+//! side. Transactions commit out of id order, so the log is read only below
+//! the oldest transaction still running (`pg_snapshot_xmin`): that part never
+//! changes again, which keeps the feed gap-free. A list, or a watch from now,
+//! needs the revision that splits what it saw from what it did not: it takes
+//! its snapshot behind the writers' gate ([`gate`]). Revisions are therefore
+//! increasing but not consecutive; how far the log was trimmed is recorded
+//! (`people_log`) rather than inferred from a missing number.
 //!
 //! Every replica `LISTEN`s for those notifications and tails the log, so a watch
 //! on one replica sees writes made through any other.
@@ -18,11 +25,13 @@
 //!   and the [`StoreBackend`] methods, each handed to the module that does the
 //!   work.
 //! - [`schema`]: the tables, their migrations, and how records map to rows.
+//! - [`gate`]: the lock that lets a reader see an exact "now".
 //! - [`write`]: the batch write transaction and its retries.
 //! - [`read`]: point reads, listing, the change log and the counters.
 //! - [`pipeline`]: the connections point reads share.
 //! - [`listen`]: the `LISTEN` connection that hears other replicas' commits.
 
+mod gate;
 mod listen;
 mod pipeline;
 mod read;
@@ -49,9 +58,7 @@ use crate::{
 /// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
 /// Write connections per replica: the writer commits one batch at a time, on a
-/// connection of its own, so it never queues behind reads for the pool. (Two
-/// batches at once, on two connections, commit no faster: the revision row
-/// orders their commits, and the batches fragment; see BENCHMARKS.md.)
+/// connection of its own, so it never queues behind reads for the pool.
 const WRITER_POOL_SIZE: usize = 1;
 /// Connections point reads share, each carrying many reads at once.
 const SHARED_READ_CONNECTIONS: usize = 4;
@@ -126,7 +133,8 @@ pub struct PostgresBackend {
     /// The NOTIFY channel: per schema, so databases in different schemas of one
     /// server do not wake each other.
     channel: String,
-    retention: u64,
+    retention: Arc<write::LogRetention>,
+    gate: gate::WritersGate,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -159,13 +167,19 @@ impl PostgresBackend {
             .await
             .map_err(|error| failure(&error))?
             .get(0);
+        let gate_key: i64 = client
+            .query_one(gate::KEY, &[])
+            .await
+            .map_err(|error| failure(&error))?
+            .get(0);
         Ok(Self {
             pool,
             writer,
             shared,
             config,
             channel: format!("quartet_people_{schema}"),
-            retention: retention.max(1),
+            retention: Arc::new(write::LogRetention::new(retention)),
+            gate: gate::WritersGate::new(gate_key),
         })
     }
 
@@ -178,7 +192,12 @@ impl PostgresBackend {
 impl StoreBackend for PostgresBackend {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
         let client = self.writer.get().await.map_err(unavailable)?;
-        write::apply(&client, &ops, &self.channel, self.retention).await
+        let log = write::LogTarget {
+            channel: &self.channel,
+            retention: &self.retention,
+            gate: &self.gate,
+        };
+        write::apply(&client, &ops, &log).await
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {
@@ -186,7 +205,7 @@ impl StoreBackend for PostgresBackend {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, DatabaseError> {
-        read::page(&mut self.client().await?, query).await
+        read::page(&mut self.client().await?, query, &self.gate).await
     }
 
     async fn changes_after(
@@ -202,7 +221,7 @@ impl StoreBackend for PostgresBackend {
     }
 
     async fn revision(&self) -> Result<u64, DatabaseError> {
-        read::revision(&self.client().await?).await
+        read::revision(&mut self.client().await?, &self.gate).await
     }
 
     fn follow_commits(&self, commits: watch::Sender<u64>, stop: CancellationToken) {

@@ -13,9 +13,16 @@ use crate::{
 
 /// Schema migrations, applied in order once each, under an advisory lock so that
 /// replicas starting together do not race.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+///
+/// 2 numbers changes by their transaction id ([`revision_base`]) instead of a
+/// counter row every commit updated, which serialized replicas' commits. It
+/// drops the counter row so that a replica still running the old code fails
+/// its writes loudly rather than numbering changes the old way: stop old
+/// replicas before starting new ones.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE people (
         id          text COLLATE "C" PRIMARY KEY,
         name        text NOT NULL,
@@ -43,7 +50,55 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     INSERT INTO people_revision (revision) VALUES (0);
     "#,
-)];
+    ),
+    (
+        2,
+        r"
+    CREATE TABLE people_log (
+        only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        trimmed_through bigint NOT NULL
+    );
+    INSERT INTO people_log (trimmed_through)
+        SELECT COALESCE((SELECT min(revision) - 1 FROM people_changes), revision)
+        FROM people_revision;
+    DROP TABLE people_revision;
+    ",
+    ),
+];
+
+/// Revisions per transaction: a change's revision is its transaction's id
+/// times this, plus its position in the transaction (1, 2, ...). A batch holds
+/// at most `MAX_BATCH_OPS` writes of at most `MAX_IMPORT_BATCH` people each.
+pub(super) const REVISIONS_PER_TRANSACTION: u64 = 1 << 20;
+const _: () = assert!(
+    ((crate::store::MAX_BATCH_OPS * crate::grpc::MAX_IMPORT_BATCH) as u64)
+        < REVISIONS_PER_TRANSACTION
+);
+
+/// SQL for the first revision a transaction id may take. A macro, so that
+/// statements stay `concat!`ed constants.
+///
+/// Why transaction ids: they are taken without any lock, so replicas commit
+/// side by side, and they let a reader tell which changes are settled. Every
+/// transaction below the oldest one still running (`pg_snapshot_xmin` of the
+/// reader's snapshot) has ended, so the log below [`settled_below`] never
+/// gains another row: reading only that part keeps the feed gap-free even
+/// though transactions commit out of id order.
+macro_rules! revision_base {
+    ($xid:expr) => {
+        concat!("(", $xid, ")::text::bigint * 1048576")
+    };
+}
+pub(super) use revision_base;
+
+/// SQL for the revision below which the log, as the statement's snapshot sees
+/// it, is final (see [`revision_base`]).
+macro_rules! settled_below {
+    () => {
+        $crate::store::postgres::schema::revision_base!("pg_snapshot_xmin(pg_current_snapshot())")
+    };
+}
+pub(super) use settled_below;
 
 /// A person's columns, in table order: both tables hold them so. A macro, so
 /// that statements are `concat!`ed constants (the statement cache's keys).
@@ -205,5 +260,19 @@ impl<'a> PersonArrays<'a> {
             &self.create_times,
             &self.update_times,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REVISIONS_PER_TRANSACTION;
+
+    #[test]
+    fn the_sql_multiplier_is_the_revisions_per_transaction() {
+        assert!(
+            revision_base!("x").ends_with(&format!(" * {REVISIONS_PER_TRANSACTION}")),
+            "{}",
+            revision_base!("x")
+        );
     }
 }

@@ -8,15 +8,23 @@
 //! (sent together, answered together). A statement that fails aborts the
 //! transaction, and the `COMMIT` behind it then rolls back.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use deadpool_postgres::{GenericClient as _, Object};
 use tokio_postgres::{error::SqlState, types::ToSql};
 use tracing::warn;
 
 use super::{
-    failure, query_cached,
-    schema::{PersonArrays, kind_code, person_columns, person_from_row, to_i64, to_u64},
+    failure,
+    gate::WritersGate,
+    query_cached,
+    schema::{
+        PersonArrays, kind_code, person_columns, person_from_row, revision_base, settled_below,
+        to_i64, to_u64,
+    },
 };
 use crate::{
     change::{ChangeKind, PendingChange},
@@ -29,9 +37,9 @@ use crate::{
 /// Attempts at a batch that lost a race (deadlock, a row created concurrently by
 /// another replica) before giving up.
 const MAX_ATTEMPTS: usize = 5;
-/// The change log is trimmed when the revision crosses a multiple of this, so
-/// trimming happens in bulk rather than on every commit.
-const TRIM_EVERY: u64 = 1024;
+/// The change log is trimmed after a replica has logged this many changes
+/// since its last trim, so trimming happens in bulk rather than on every commit.
+pub(super) const TRIM_EVERY: u64 = 1024;
 
 /// Locks and reads the rows of ids `$1`, in id order. A join with the ids
 /// rather than `id = ANY($1)`: once the statement is prepared, PostgreSQL may
@@ -61,42 +69,94 @@ const UPDATE: &str = "UPDATE people AS p SET name = u.name, email = u.email, age
 /// Deletes the people of ids `$1` (a join, for the reason [`LOCK`] gives).
 const DELETE: &str =
     "DELETE FROM people USING UNNEST($1::text[]) AS gone(id) WHERE people.id = gone.id";
-/// Bumps the revision by `$1`, logs the changes under the revisions taken, and
-/// notifies channel `$11` of the latest (delivered on commit): one statement
-/// rather than a `NOTIFY` of its own, which cost the writer's backend another
-/// parse, plan and execution per batch.
+/// Numbers the changes by this transaction's id (see `schema::revision_base`),
+/// logs them, and notifies channel `$11` of the latest (delivered on commit):
+/// one statement rather than a `NOTIFY` of its own, which cost the writer's
+/// backend another parse, plan and execution per batch. `$1` is how many
+/// changes there are; the answer is the latest revision.
 const LOG: &str = concat!(
-    "WITH latest AS (
-         UPDATE people_revision SET revision = revision + $1 RETURNING revision
+    "WITH txn AS (
+         SELECT ",
+    revision_base!("pg_current_xact_id()"),
+    " AS base
      ), logged AS (
          INSERT INTO people_changes (revision, kind, ",
     person_columns!(),
     ", commit_time)
-         SELECT latest.revision - $1 + change.position, change.kind, change.id, change.name,
+         SELECT txn.base + change.position, change.kind, change.id, change.name,
                 change.email, change.age, change.version, change.create_time,
                 change.update_time, $2
-         FROM latest, UNNEST($3::int2[], $4::text[], $5::text[], $6::text[], $7::int4[],
-                             $8::int8[], $9::timestamptz[], $10::timestamptz[])
+         FROM txn, UNNEST($3::int2[], $4::text[], $5::text[], $6::text[], $7::int4[],
+                          $8::int8[], $9::timestamptz[], $10::timestamptz[])
               WITH ORDINALITY AS change(kind, id, name, email, age, version, create_time,
                                         update_time, position)
      )
-     SELECT revision, pg_notify($11, revision::text) FROM latest"
+     SELECT base + $1::int8, pg_notify($11, (base + $1::int8)::text) FROM txn"
 );
-/// Drops changes up to revision `$1`.
-const TRIM: &str = "DELETE FROM people_changes WHERE revision <= $1";
+/// Drops all but the last `$1` settled changes, and records how far the log
+/// no longer reaches (readers tell a trimmed revision from an unused one by
+/// it: revisions are not consecutive). Only settled changes count, so that no
+/// change still being committed can land below the mark.
+const TRIM: &str = concat!(
+    "WITH cutoff AS (
+         SELECT revision FROM people_changes
+         WHERE revision < ",
+    settled_below!(),
+    " ORDER BY revision DESC OFFSET $1 LIMIT 1
+     ), gone AS (
+         DELETE FROM people_changes WHERE revision <= (SELECT revision FROM cutoff)
+     )
+     UPDATE people_log SET trimmed_through = GREATEST(trimmed_through, cutoff.revision)
+     FROM cutoff"
+);
+
+/// How much of the change log to keep, and how much this replica has logged
+/// since it last trimmed.
+#[derive(Debug)]
+pub(super) struct LogRetention {
+    keep: u64,
+    logged_since_trim: AtomicU64,
+}
+
+impl LogRetention {
+    /// Keeps the last `keep` changes (at least one).
+    pub(super) fn new(keep: u64) -> Self {
+        Self {
+            keep: keep.max(1),
+            logged_since_trim: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `count` more changes logged; whether it is time to trim.
+    fn logged(&self, count: u64) -> bool {
+        self.logged_since_trim.fetch_add(count, Ordering::Relaxed) + count >= TRIM_EVERY
+    }
+
+    fn trimmed(&self) {
+        self.logged_since_trim.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Where a batch's changes go besides the tables.
+pub(super) struct LogTarget<'a> {
+    /// The `NOTIFY` channel told the latest revision.
+    pub(super) channel: &'a str,
+    /// How much of the log to keep.
+    pub(super) retention: &'a LogRetention,
+    /// Held shared by every write transaction.
+    pub(super) gate: &'a WritersGate,
+}
 
 /// Commits `ops` in one transaction, trying again (up to [`MAX_ATTEMPTS`]) when
-/// another replica's transaction got in the way; `channel` is told the latest
-/// revision, and the log keeps the last `retention` changes.
+/// another replica's transaction got in the way.
 pub(super) async fn apply(
     client: &Object,
     ops: &[WriteOp],
-    channel: &str,
-    retention: u64,
+    log: &LogTarget<'_>,
 ) -> Result<Vec<WriteResult>, DatabaseError> {
     let mut last_race = String::new();
     for _ in 0..MAX_ATTEMPTS {
-        match try_apply(client, ops, channel, retention).await {
+        match try_apply(client, ops, log).await {
             Ok(results) => return Ok(results),
             Err(Attempt::Retry(race)) => last_race = race,
             Err(Attempt::Fail(error)) => return Err(error),
@@ -143,11 +203,10 @@ type Decisions = Vec<Result<Vec<PendingChange>, DatabaseError>>;
 async fn try_apply(
     client: &Object,
     ops: &[WriteOp],
-    channel: &str,
-    retention: u64,
+    log: &LogTarget<'_>,
 ) -> Result<Vec<WriteResult>, Attempt> {
     let now = Timestamp::now();
-    let (pending, latest) = match transact(client, ops, channel, now).await {
+    let (pending, latest) = match transact(client, ops, log, now).await {
         Ok(done) => done,
         Err(failed) => {
             // Leave no transaction open on this connection, whichever round
@@ -163,26 +222,27 @@ async fn try_apply(
             .collect());
     };
     let count = pending.iter().flatten().map(Vec::len).sum::<usize>() as u64;
-    if latest / TRIM_EVERY != latest.saturating_sub(count) / TRIM_EVERY {
+    if log.retention.logged(count) {
         // Committed: a failed trim must not fail the batch; the next one retries.
-        if let Err(error) = trim(client, latest, retention).await {
-            warn!(error = %error, "cannot trim the change log");
+        match trim(client, log.retention.keep).await {
+            Ok(()) => log.retention.trimmed(),
+            Err(error) => warn!(error = %error, "cannot trim the change log"),
         }
     }
     Ok(number(pending, latest - count, now))
 }
 
-/// The transaction: `BEGIN` and the row locks, the decisions, then the writes,
-/// the log, the notification and `COMMIT`. What each write decided, and the
-/// latest revision (`None` when nothing changed).
+/// The transaction: `BEGIN` with the writers' gate and the row locks, the
+/// decisions, then the writes, the log, the notification and `COMMIT`. What
+/// each write decided, and the latest revision (`None` when nothing changed).
 async fn transact(
     client: &Object,
     ops: &[WriteOp],
-    channel: &str,
+    log: &LogTarget<'_>,
     now: Timestamp,
 ) -> Result<(Decisions, Option<u64>), Attempt> {
     let ((), mut working) = tokio::try_join!(
-        async { Ok::<_, Attempt>(client.batch_execute("BEGIN").await?) },
+        async { Ok::<_, Attempt>(client.batch_execute(log.gate.begin_write()).await?) },
         WorkingSet::lock(client, ops),
     )?;
     let pending: Decisions = ops.iter().map(|op| working.apply(op, now)).collect();
@@ -203,7 +263,7 @@ async fn transact(
     )?;
     let ((), latest, ()) = tokio::try_join!(
         working.write(client),
-        log_changes(client, &decided, channel, now),
+        log_changes(client, &decided, log.channel, now),
         async { Ok::<_, Attempt>(client.batch_execute("COMMIT").await?) },
     )?;
     Ok((pending, Some(latest)))
@@ -337,9 +397,8 @@ impl WorkingSet {
     }
 }
 
-/// Takes the next revisions (the counter row's lock keeps revisions in commit
-/// order across replicas), appends `changes` to the log under them and tells
-/// every replica's listener, in one statement; the latest revision.
+/// Numbers `changes` by this transaction's id, appends them to the log and
+/// tells every replica's listener, in one statement; the latest revision.
 async fn log_changes(
     client: &Object,
     changes: &[&PendingChange],
@@ -361,13 +420,16 @@ async fn log_changes(
         .await?
         .first()
         .map(|row| row.get(0))
-        .ok_or_else(|| Attempt::Fail(DatabaseError::Internal("no revision row".into())))?;
+        .ok_or_else(|| {
+            Attempt::Fail(DatabaseError::Internal(
+                "the log answered no revision".into(),
+            ))
+        })?;
     Ok(to_u64(latest))
 }
 
-/// Drops changes older than the last `retention` before `latest`.
-async fn trim(client: &Object, latest: u64, retention: u64) -> Result<(), tokio_postgres::Error> {
-    let cutoff = to_i64(latest.saturating_sub(retention));
-    query_cached(client, TRIM, &[&cutoff]).await?;
+/// Drops all but the last `keep` settled changes.
+async fn trim(client: &Object, keep: u64) -> Result<(), tokio_postgres::Error> {
+    client.execute(TRIM, &[&to_i64(keep)]).await?;
     Ok(())
 }

@@ -1,0 +1,46 @@
+//! The writers' gate: an advisory lock every write transaction holds shared,
+//! and a reader holds exclusively for the moment it needs an exact "now".
+//!
+//! Revisions are transaction ids, and transactions commit out of id order, so
+//! the changes one snapshot sees are not always the ones below some revision:
+//! a later id may have committed while an earlier one still runs. Watching
+//! from such a snapshot would repeat a change the reader already saw, or skip
+//! one. Holding the gate exclusively waits for every write in flight and
+//! keeps new ones out, so a snapshot taken then sees exactly the changes below
+//! its next transaction id. Writes share the gate with each other, so they
+//! still commit side by side; only a list or a watch from now pauses them,
+//! for a statement or two.
+
+/// The gate's SQL for one schema (each schema is a database of its own).
+#[derive(Debug, Clone)]
+pub(super) struct WritersGate {
+    /// Begins a write transaction holding the gate shared.
+    begin_write: String,
+    /// Holds the gate exclusively until the transaction ends.
+    close: String,
+}
+
+impl WritersGate {
+    /// The gate of the schema whose advisory lock key is `key`.
+    pub(super) fn new(key: i64) -> Self {
+        Self {
+            begin_write: format!("BEGIN; SELECT pg_advisory_xact_lock_shared({key})"),
+            close: format!("SELECT pg_advisory_xact_lock({key})"),
+        }
+    }
+
+    /// `BEGIN`, then the gate held shared: one simple query, so it rides in
+    /// the first round trip of a write.
+    pub(super) fn begin_write(&self) -> &str {
+        &self.begin_write
+    }
+
+    /// Inside a transaction, waits for every write in flight and holds new
+    /// ones back until that transaction ends.
+    pub(super) fn close(&self) -> &str {
+        &self.close
+    }
+}
+
+/// The key of the gate of the connection's schema.
+pub(super) const KEY: &str = "SELECT hashtext(current_schema() || '.quartet_people_writers')::int8";
