@@ -205,3 +205,54 @@ async fn wait_for_lock_waiter(client: &tokio_postgres::Client, holder: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A write transaction that never ends (here, one from outside holding the
+/// writers' gate) must not stall the service: a list waits for it only so
+/// long, then answers UNAVAILABLE, and writes go on meanwhile.
+#[tokio::test]
+async fn a_stuck_write_transaction_makes_lists_unavailable_not_writes() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(schema) = &backend else {
+        unreachable!()
+    };
+    let mut server = start(&backend).await;
+    let (outside, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    outside
+        .batch_execute(
+            "BEGIN; SELECT pg_advisory_xact_lock_shared(
+                 hashtext(current_schema() || '.quartet_people_writers')::int8)",
+        )
+        .await
+        .unwrap();
+
+    let mut client = server.client.clone();
+    let status = timeout(DEADLINE, client.list_people(ListPeopleRequest::default()))
+        .await
+        .expect("the list waited for the stuck transaction")
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("writes in flight did not finish"),
+        "{}",
+        status.message()
+    );
+    // The list gave up its place in the lock queue: writes are not held back.
+    create(&mut server, person("after", "x")).await.unwrap();
+
+    outside.batch_execute("COMMIT").await.unwrap();
+    let listed = server
+        .client
+        .list_people(ListPeopleRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.people.len(), 1);
+
+    server.server.stop().await.unwrap();
+    backend.clean_up().await;
+}

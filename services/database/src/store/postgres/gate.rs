@@ -11,6 +11,9 @@
 //! still commit side by side; only a list or a watch from now pauses them,
 //! for a statement or two.
 
+/// Longest a reader waits for the writes in flight to finish.
+pub(super) const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The gate's SQL for one schema (each schema is a database of its own).
 #[derive(Debug, Clone)]
 pub(super) struct WritersGate {
@@ -25,7 +28,10 @@ impl WritersGate {
     pub(super) fn new(key: i64) -> Self {
         Self {
             begin_write: format!("BEGIN; SELECT pg_advisory_xact_lock_shared({key})"),
-            close: format!("SELECT pg_advisory_xact_lock({key})"),
+            close: format!(
+                "SET LOCAL lock_timeout = '{}s'; SELECT pg_advisory_xact_lock({key})",
+                CLOSE_TIMEOUT.as_secs()
+            ),
         }
     }
 
@@ -36,7 +42,9 @@ impl WritersGate {
     }
 
     /// Inside a transaction, waits for every write in flight and holds new
-    /// ones back until that transaction ends.
+    /// ones back until that transaction ends. Gives up after [`CLOSE_TIMEOUT`]
+    /// (`LOCK_NOT_AVAILABLE`), so that a stuck write transaction cannot stall
+    /// every other writer behind a waiting reader for longer.
     pub(super) fn close(&self) -> &str {
         &self.close
     }

@@ -62,6 +62,8 @@ const POOL_SIZE: usize = 16;
 const WRITER_POOL_SIZE: usize = 1;
 /// Connections point reads share, each carrying many reads at once.
 const SHARED_READ_CONNECTIONS: usize = 4;
+/// How long the writer's transaction may sit idle before PostgreSQL ends it.
+const WRITER_IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// How long a call waits for a free connection before UNAVAILABLE.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// The tailer reads the log at least this often even without notifications, in
@@ -72,15 +74,26 @@ fn unavailable(error: impl std::fmt::Display) -> DatabaseError {
     DatabaseError::Unavailable(format!("postgresql: {error}"))
 }
 
-/// `config` with every statement planned for its parameters. A batch's
-/// statements join arrays of any length with the people table; a plan cached
-/// for unknown arrays may scan the whole table (seen: 16 million rows read for
-/// 30,000 writes), while planning each time costs far less than one round trip.
-fn custom_plans(config: &tokio_postgres::Config) -> tokio_postgres::Config {
-    let mut custom = config.clone();
+/// The writer's `config`:
+/// - every statement planned for its parameters. A batch's statements join
+///   arrays of any length with the people table; a plan cached for unknown
+///   arrays may scan the whole table (seen: 16 million rows read for 30,000
+///   writes), while planning each time costs far less than one round trip.
+/// - a transaction left idle for [`WRITER_IDLE_LIMIT`] ends the session: the
+///   writer never waits that long between a batch's round trips, and a stuck
+///   one would hold the writers' gate, and its rows, for every replica.
+fn writer_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut writer = config.clone();
     let options = config.get_options().unwrap_or_default();
-    custom.options(format!("{options} -c plan_cache_mode=force_custom_plan").trim_start());
-    custom
+    writer.options(
+        format!(
+            "{options} -c plan_cache_mode=force_custom_plan \
+             -c idle_in_transaction_session_timeout={}s",
+            WRITER_IDLE_LIMIT.as_secs()
+        )
+        .trim_start(),
+    );
+    writer
 }
 
 /// A pool of up to `size` connections to the database `config` names.
@@ -102,6 +115,12 @@ fn connection_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool,
 }
 
 fn failure(error: &tokio_postgres::Error) -> DatabaseError {
+    if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        return unavailable(format_args!(
+            "writes in flight did not finish within {:?}: {error}",
+            gate::CLOSE_TIMEOUT
+        ));
+    }
     if error.as_db_error().is_some() {
         DatabaseError::Internal(format!("postgresql: {error}"))
     } else {
@@ -153,7 +172,7 @@ impl PostgresBackend {
             .parse()
             .map_err(|error| DatabaseError::Unavailable(format!("bad database url: {error}")))?;
         let pool = connection_pool(&config, POOL_SIZE)?;
-        let writer = connection_pool(&custom_plans(&config), WRITER_POOL_SIZE)?;
+        let writer = connection_pool(&writer_config(&config), WRITER_POOL_SIZE)?;
         let shared = Arc::new(pipeline::SharedConnections::new(
             pool.clone(),
             SHARED_READ_CONNECTIONS,
