@@ -13,7 +13,7 @@ use harness::{
     Backend, DEADLINE, create, get, increment, next_event, person, start, update, watch,
 };
 use quartet_proto::database::v1::{
-    ChangeKind, DeletePersonRequest, ImportPeopleRequest, ListPeopleRequest,
+    ChangeKind, CreatePersonRequest, DeletePersonRequest, ImportPeopleRequest, ListPeopleRequest,
 };
 use tokio::time::timeout;
 use tonic::Code;
@@ -254,5 +254,48 @@ async fn a_stuck_write_transaction_makes_lists_unavailable_not_writes() {
     assert_eq!(listed.people.len(), 1);
 
     server.server.stop().await.unwrap();
+    backend.clean_up().await;
+}
+
+/// Replicas racing to create the same ids: each id is created once, every
+/// other attempt is ALREADY_EXISTS. A batch that loses such a race inside
+/// PostgreSQL (a unique violation on insert) is retried, never reported as
+/// INTERNAL, whichever of its pipelined statements' answers comes back first.
+#[tokio::test]
+async fn replicas_racing_to_create_the_same_ids_create_each_once() {
+    const IDS: usize = 40;
+    const RACERS: usize = 8;
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let a = start(&backend).await;
+    let b = start(&backend).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for racer in 0..RACERS {
+        let mut client = [&a, &b][racer % 2].client.clone();
+        racers.spawn(async move {
+            let mut created = 0;
+            for i in 0..IDS {
+                let request = CreatePersonRequest {
+                    person: Some(person(&format!("race-{i:02}"), "x")),
+                };
+                match client.create_person(request).await {
+                    Ok(_) => created += 1,
+                    Err(status) if status.code() == Code::AlreadyExists => {}
+                    Err(status) => panic!("race-{i:02}: {status:?}"),
+                }
+            }
+            created
+        });
+    }
+    let created: usize = timeout(DEADLINE, racers.join_all())
+        .await
+        .expect("racers hung")
+        .into_iter()
+        .sum();
+    assert_eq!(created, IDS);
+
+    a.server.stop().await.unwrap();
+    b.server.stop().await.unwrap();
     backend.clean_up().await;
 }

@@ -57,9 +57,9 @@ use crate::{
 
 /// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
-/// Write connections per replica: the writer commits one batch at a time, on a
-/// connection of its own, so it never queues behind reads for the pool.
-const WRITER_POOL_SIZE: usize = 1;
+/// Write connections per replica, each committing one batch at a time: the
+/// writer's own, so it never queues behind reads for the pool.
+const WRITER_POOL_SIZE: usize = 2;
 /// Connections point reads share, each carrying many reads at once.
 const SHARED_READ_CONNECTIONS: usize = 4;
 /// How long the writer's transaction may sit idle before PostgreSQL ends it.
@@ -114,18 +114,21 @@ fn connection_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool,
         .map_err(unavailable)
 }
 
+/// What a failed statement means to the caller: a server's refusal is
+/// INTERNAL (with PostgreSQL's own words; `Display` says only "db error"),
+/// a lost connection UNAVAILABLE.
 fn failure(error: &tokio_postgres::Error) -> DatabaseError {
-    if error.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+    let Some(refusal) = error.as_db_error() else {
+        return unavailable(error);
+    };
+    let said = format!("{} ({})", refusal.message(), refusal.code().code());
+    if refusal.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE {
         return unavailable(format_args!(
-            "writes in flight did not finish within {:?}: {error}",
+            "writes in flight did not finish within {:?}: {said}",
             gate::CLOSE_TIMEOUT
         ));
     }
-    if error.as_db_error().is_some() {
-        DatabaseError::Internal(format!("postgresql: {error}"))
-    } else {
-        unavailable(error)
-    }
+    DatabaseError::Internal(format!("postgresql: {said}"))
 }
 
 /// Runs `sql`, prepared once per connection (the pool's statement cache):
@@ -247,6 +250,10 @@ impl StoreBackend for PostgresBackend {
         let listener =
             listen::CommitListener::new(self.config.clone(), self.channel.clone(), commits);
         tokio::spawn(listener.run(stop));
+    }
+
+    fn batches_in_flight(&self) -> usize {
+        WRITER_POOL_SIZE
     }
 
     fn poll_interval(&self) -> Option<Duration> {

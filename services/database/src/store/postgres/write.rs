@@ -241,10 +241,17 @@ async fn transact(
     log: &LogTarget<'_>,
     now: Timestamp,
 ) -> Result<(Decisions, Option<u64>), Attempt> {
-    let ((), mut working) = tokio::try_join!(
-        async { Ok::<_, Attempt>(client.batch_execute(log.gate.begin_write()).await?) },
+    // Every pipelined statement's answer is awaited, and the first failure in
+    // the order they were sent is the one that counts: the statements behind
+    // it fail only because it aborted the transaction ("current transaction
+    // is aborted"), and `try_join!` would report whichever it polled first
+    // (it rotates), turning a retryable race into a failed batch.
+    let (begun, locked) = tokio::join!(
+        client.batch_execute(log.gate.begin_write()),
         WorkingSet::lock(client, ops),
-    )?;
+    );
+    begun?;
+    let mut working = locked?;
     let pending: Decisions = ops.iter().map(|op| working.apply(op, now)).collect();
     let decided: Vec<&PendingChange> = pending.iter().flatten().flatten().collect();
     if decided.is_empty() {
@@ -261,11 +268,14 @@ async fn transact(
         client.prepare_cached(DELETE),
         client.prepare_cached(LOG),
     )?;
-    let ((), latest, ()) = tokio::try_join!(
+    let (written, logged, committed) = tokio::join!(
         working.write(client),
         log_changes(client, &decided, log.channel, now),
-        async { Ok::<_, Attempt>(client.batch_execute("COMMIT").await?) },
-    )?;
+        client.batch_execute("COMMIT"),
+    );
+    written?;
+    let latest = logged?;
+    committed?;
     Ok((pending, Some(latest)))
 }
 
@@ -392,7 +402,11 @@ impl WorkingSet {
             }
             Ok::<_, Attempt>(())
         };
-        tokio::try_join!(insert, update, delete)?;
+        // In the order sent; see `transact`.
+        let (insert, update, delete) = tokio::join!(insert, update, delete);
+        insert?;
+        update?;
+        delete?;
         Ok(())
     }
 }
