@@ -28,7 +28,7 @@ To compare builds or settings (the levers of BENCHMARKS.md), give
 measures pgbench and every variant in turn, on fresh databases each.
 
 Usage: python3 bench/postgres.py [--runs 3] [--duration 10s] [--warmup 2s]
-         [--postgres URL] [--replicas 2] [--json FILE]
+         [--postgres URL] [--replicas 2] [--clients 64] [--json FILE]
 Needs `cargo build --release -p quartet -p quartet-database`, pgbench and psql.
 """
 
@@ -174,9 +174,10 @@ def parse_pgbench(output: str, command: list[str]) -> dict:
     return values
 
 
-def quartet_bench(scenario: str, address: str, duration: str, warmup: str) -> dict:
+def quartet_bench(scenario: str, address: str, duration: str, warmup: str, clients: int | None = None) -> dict:
     command = [str(RELEASE / "quartet"), "--output", "json", "--database-addr", address, "bench", scenario,
-               "--concurrency", str(CLIENTS), "--connections", "1", "--duration", duration, "--warmup", warmup]
+               "--concurrency", str(clients or CLIENTS), "--connections", "1", "--duration", duration,
+               "--warmup", warmup]
     report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     if report["errors"]:
         raise SystemExit(f"quartet bench {scenario} had errors: {report['errors']}")
@@ -224,7 +225,8 @@ def replicas_run(run: int, options: argparse.Namespace, databases: Databases, sa
         servers = [start_database(url, variant) for _ in range(options.replicas)]
         try:
             addresses = ",".join(address for _, address in servers)
-            report = quartet_bench("db-create", addresses, options.duration, options.warmup)
+            clients = options.per_replica * options.replicas if options.per_replica else CLIENTS
+            report = quartet_bench("db-create", addresses, options.duration, options.warmup, clients)
             key = f"{variant.label} db-create, {options.replicas} replicas"
             samples.setdefault(key, []).append(report["per_second"])
             log(f"run {run} {key} {report['per_second']:>9.0f}/s p50 {report['latency_ms']['p50']:.2f} ms")
@@ -234,6 +236,9 @@ def replicas_run(run: int, options: argparse.Namespace, databases: Databases, sa
 
 
 def measure(options: argparse.Namespace, log) -> dict:
+    # Every pgbench and `quartet bench` call of this run uses it.
+    global CLIENTS
+    CLIENTS = options.clients
     samples: dict[str, list[float]] = {}
     for run in range(1, options.runs + 1):
         one_run(run, options, samples, log)
@@ -277,6 +282,10 @@ def parser() -> argparse.ArgumentParser:
     arguments.add_argument("--warmup", default="2s")
     arguments.add_argument("--postgres", default=os.environ.get("QUARTET_TEST_POSTGRES_URL", DEFAULT_URL))
     arguments.add_argument("--replicas", type=int, default=1, help="also run creates through this many replicas")
+    arguments.add_argument("--clients", type=int, default=CLIENTS,
+                           help="pgbench clients, and calls in flight through quartet")
+    arguments.add_argument("--per-replica", type=int, default=0, metavar="N",
+                           help="with --replicas: N calls in flight per replica (default: --clients in all)")
     arguments.add_argument("--server", action="append", default=[], metavar="'LABEL PATH [VAR=VALUE]...'",
                            help="a quartet-database variant to measure (repeatable; default: the release build)")
     arguments.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: get,create,update")

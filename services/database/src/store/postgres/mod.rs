@@ -45,6 +45,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use tokio::sync::watch;
 use tokio_postgres::{NoTls, Row, types::ToSql};
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::{StoreBackend, WriteResult};
 use crate::{
@@ -58,8 +59,10 @@ use crate::{
 /// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
 /// Write connections per replica, each committing one batch at a time: the
-/// writer's own, so it never queues behind reads for the pool.
-const WRITER_POOL_SIZE: usize = 2;
+/// writer's own, so it never queues behind reads for the pool. One: a second
+/// batch in flight halves the batches and costs more than it overlaps
+/// (0.78x of one in flight, BENCHMARKS.md).
+const WRITER_POOL_SIZE: usize = 1;
 /// Connections point reads share, each carrying many reads at once.
 const SHARED_READ_CONNECTIONS: usize = 4;
 /// How long the writer's transaction may sit idle before PostgreSQL ends it.
@@ -208,18 +211,54 @@ impl PostgresBackend {
     async fn client(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
         self.pool.get().await.map_err(unavailable)
     }
+
+    /// Tells every replica's listener that the log reaches `latest`, after
+    /// the commit and outside its transaction, without waiting. A transaction
+    /// that notifies holds PostgreSQL's notification lock, one for the whole
+    /// server, from just before its commit until the commit is on disk (so
+    /// that notifications queue in commit order): notifying inside the write
+    /// made every replica's commits take turns, as a counter row would. A
+    /// notification lost here costs watchers on other replicas at most the
+    /// tailer's [`POLL_INTERVAL`].
+    fn announce(&self, latest: u64) {
+        let shared = self.shared.clone();
+        let channel = self.channel.clone();
+        tokio::spawn(async move {
+            let sent = async {
+                let connection = shared.get().await?;
+                query_cached(&*connection, NOTIFY, &[&channel, &latest.to_string()])
+                    .await
+                    .map_err(|error| failure(&error))
+            };
+            if let Err(error) = sent.await {
+                debug!(error = %error, latest, "cannot notify the other replicas");
+            }
+        });
+    }
 }
+
+/// Notifies channel `$1` that the log reaches revision `$2`.
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 #[async_trait]
 impl StoreBackend for PostgresBackend {
     async fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, DatabaseError> {
         let client = self.writer.get().await.map_err(unavailable)?;
         let log = write::LogTarget {
-            channel: &self.channel,
             retention: &self.retention,
             gate: &self.gate,
         };
-        write::apply(&client, &ops, &log).await
+        let results = write::apply(&client, &ops, &log).await?;
+        let latest = results
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|change| change.revision)
+            .max();
+        if let Some(latest) = latest {
+            self.announce(latest);
+        }
+        Ok(results)
     }
 
     async fn get(&self, id: &str) -> Result<Person, DatabaseError> {

@@ -37,9 +37,10 @@ use crate::{
 /// Attempts at a batch that lost a race (deadlock, a row created concurrently by
 /// another replica) before giving up.
 const MAX_ATTEMPTS: usize = 5;
-/// The change log is trimmed after a replica has logged this many changes
-/// since its last trim, so trimming happens in bulk rather than on every commit.
-pub(super) const TRIM_EVERY: u64 = 1024;
+/// The change log is trimmed after a replica has logged at least this many
+/// changes since its last trim (and at least a quarter of what it keeps), so
+/// trimming happens in bulk rather than on every commit.
+const TRIM_EVERY: u64 = 1024;
 
 /// Locks and reads the rows of ids `$1`, in id order. A join with the ids
 /// rather than `id = ANY($1)`: once the statement is prepared, PostgreSQL may
@@ -69,11 +70,9 @@ const UPDATE: &str = "UPDATE people AS p SET name = u.name, email = u.email, age
 /// Deletes the people of ids `$1` (a join, for the reason [`LOCK`] gives).
 const DELETE: &str =
     "DELETE FROM people USING UNNEST($1::text[]) AS gone(id) WHERE people.id = gone.id";
-/// Numbers the changes by this transaction's id (see `schema::revision_base`),
-/// logs them, and notifies channel `$11` of the latest (delivered on commit):
-/// one statement rather than a `NOTIFY` of its own, which cost the writer's
-/// backend another parse, plan and execution per batch. `$1` is how many
-/// changes there are; the answer is the latest revision.
+/// Numbers the changes by this transaction's id (see `schema::revision_base`)
+/// and logs them. `$1` is how many changes there are; the answer is the latest
+/// revision. (No `NOTIFY` here: see `PostgresBackend::announce`.)
 const LOG: &str = concat!(
     "WITH txn AS (
          SELECT ",
@@ -91,7 +90,7 @@ const LOG: &str = concat!(
               WITH ORDINALITY AS change(kind, id, name, email, age, version, create_time,
                                         update_time, position)
      )
-     SELECT base + $1::int8, pg_notify($11, (base + $1::int8)::text) FROM txn"
+     SELECT base + $1::int8 FROM txn"
 );
 /// Drops all but the last `$1` settled changes, and records how far the log
 /// no longer reaches (readers tell a trimmed revision from an unused one by
@@ -127,9 +126,14 @@ impl LogRetention {
         }
     }
 
-    /// Counts `count` more changes logged; whether it is time to trim.
+    /// Counts `count` more changes logged; whether it is time to trim. A trim
+    /// counts back through the `keep` changes it keeps (revisions are not
+    /// consecutive, so the cut cannot be computed), so it waits for a quarter
+    /// of that many new ones: a few index entries read per change, and the
+    /// log holds between `keep` and about 1.25 times as many.
     fn logged(&self, count: u64) -> bool {
-        self.logged_since_trim.fetch_add(count, Ordering::Relaxed) + count >= TRIM_EVERY
+        let due = TRIM_EVERY.max(self.keep / 4);
+        self.logged_since_trim.fetch_add(count, Ordering::Relaxed) + count >= due
     }
 
     fn trimmed(&self) {
@@ -139,8 +143,6 @@ impl LogRetention {
 
 /// Where a batch's changes go besides the tables.
 pub(super) struct LogTarget<'a> {
-    /// The `NOTIFY` channel told the latest revision.
-    pub(super) channel: &'a str,
     /// How much of the log to keep.
     pub(super) retention: &'a LogRetention,
     /// Held shared by every write transaction.
@@ -270,7 +272,7 @@ async fn transact(
     )?;
     let (written, logged, committed) = tokio::join!(
         working.write(client),
-        log_changes(client, &decided, log.channel, now),
+        log_changes(client, &decided, now),
         client.batch_execute("COMMIT"),
     );
     written?;
@@ -411,12 +413,11 @@ impl WorkingSet {
     }
 }
 
-/// Numbers `changes` by this transaction's id, appends them to the log and
-/// tells every replica's listener, in one statement; the latest revision.
+/// Numbers `changes` by this transaction's id and appends them to the log; the
+/// latest revision.
 async fn log_changes(
     client: &Object,
     changes: &[&PendingChange],
-    channel: &str,
     now: Timestamp,
 ) -> Result<u64, Attempt> {
     let people: Vec<&Person> = changes.iter().map(|change| &change.person).collect();
@@ -429,7 +430,6 @@ async fn log_changes(
         .collect();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&count, &commit_time, &kinds];
     params.extend(columns.params());
-    params.push(&channel);
     let latest: i64 = query_cached(client, LOG, &params)
         .await?
         .first()
