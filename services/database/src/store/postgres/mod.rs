@@ -3,9 +3,11 @@
 //! A batch is one transaction of two pipelined round trips whatever its size:
 //! lock every row it touches at once (`SELECT ... FOR UPDATE` in id order, so two
 //! replicas' batches never deadlock), decide every write in Rust with the same
-//! rules as the embedded store, then write rows, append the change log, `NOTIFY`
-//! and `COMMIT` with `UNNEST`ed arrays. Every statement is prepared once per
-//! connection, and point reads share a few connections that pipeline them.
+//! rules as the embedded store, then write rows, append the change log and
+//! `COMMIT` with `UNNEST`ed arrays; the other replicas are notified after the
+//! commit ([`PostgresBackend::announce`] says why not inside it). Every
+//! statement is prepared once per connection, and point reads share a few
+//! connections that pipeline them.
 //!
 //! A change's revision is its transaction's id (times 2^20, plus its position
 //! in the transaction), taken without any lock, so replicas commit side by

@@ -1,10 +1,9 @@
 //! The batch write transaction: lock every row the batch touches, decide each
-//! write in Rust, write the rows, number the changes, append them to the log and
-//! notify the other replicas; all of it again when a race with another replica
-//! is lost.
+//! write in Rust, write the rows, number the changes and append them to the
+//! log; all of it again when a race with another replica is lost.
 //!
-//! Two round trips whatever the batch's size: `BEGIN` with the row locks, then
-//! the writes, the log, the notification and `COMMIT`, each group pipelined
+//! Two round trips whatever the batch's size: `BEGIN` with the writers' gate
+//! and the row locks, then the writes, the log and `COMMIT`, each group pipelined
 //! (sent together, answered together). A statement that fails aborts the
 //! transaction, and the `COMMIT` behind it then rolls back.
 
