@@ -11,7 +11,8 @@ a server that answered every call with an error would otherwise look fast.
 
 The CPU a server spends per call is its utime + stime from /proc/PID/stat
 before and after the measured run, divided by the calls h2load saw succeed.
-Used by suite.py (scenario transform-h2load); not a script of its own.
+Used by suite.py (scenario transform-h2load) and postgres.py (GetPerson
+beside pgbench); not a script of its own.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ ANSWER = TEXT.upper()
 GRPC_HEADERS = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
 
 
+def frame(message: bytes) -> bytes:
+    """An encoded protobuf `message` as one gRPC message: a 0 (not
+    compressed), its length as 4 big-endian bytes, then the message."""
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
 def transform_request_frame() -> bytes:
     """`TransformRequest{operation: OPERATION_UPPER, text: TEXT}` as one gRPC
-    message: a 0 (not compressed), its length as 4 big-endian bytes, then the
-    protobuf (field 1 varint 1; field 2 length-delimited)."""
+    message (field 1 varint 1; field 2 length-delimited)."""
     text = TEXT.encode()
-    message = bytes([0x08, 0x01, 0x12, len(text)]) + text
-    return b"\x00" + struct.pack(">I", len(message)) + message
+    return frame(bytes([0x08, 0x01, 0x12, len(text)]) + text)
 
 
 def write_request(directory: Path) -> Path:
@@ -47,26 +52,27 @@ def write_request(directory: Path) -> Path:
     return path
 
 
-def check_answer(label: str, address: str, request: Path) -> None:
+def check_answer(label: str, address: str, request: Path, method: str = METHOD,
+                 expected: bytes = ANSWER.encode()) -> None:
     """One call with curl, which prints trailers: the status must be 0 and the
-    body must carry the transformed text."""
+    body must carry `expected` (by default the transformed text)."""
     result = subprocess.run(
         ["curl", "-sS", "-v", "--http2-prior-knowledge", *GRPC_HEADERS, "--data-binary", f"@{request}",
-         f"http://{address}{METHOD}"],
+         f"http://{address}{method}"],
         capture_output=True, check=True,
     )
     trailers = result.stderr.decode(errors="replace")
     if not re.search(r"^< grpc-status: 0\s*$", trailers, re.MULTILINE):
         raise SystemExit(f"{label}: the call did not answer grpc-status 0:\n{trailers}")
-    if ANSWER.encode() not in result.stdout:
-        raise SystemExit(f"{label}: the answer does not hold {ANSWER!r}: {result.stdout!r}")
+    if expected not in result.stdout:
+        raise SystemExit(f"{label}: the answer does not hold {expected!r}: {result.stdout!r}")
 
 
-def h2load(address: str, request: Path, duration: str) -> dict:
+def h2load(address: str, request: Path, duration: str, method: str = METHOD) -> dict:
     """One h2load run for `duration`; its succeeded calls and calls/s."""
     output = subprocess.run(
         ["h2load", f"-c{CONNECTIONS}", f"-m{STREAMS_PER_CONNECTION}", "-D", duration,
-         *GRPC_HEADERS, "-d", str(request), f"http://{address}{METHOD}"],
+         *GRPC_HEADERS, "-d", str(request), f"http://{address}{method}"],
         capture_output=True, text=True, check=True,
     ).stdout
     finished = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", output)

@@ -476,6 +476,8 @@ def db_postgres_scenario(options: argparse.Namespace, out: Path) -> dict:
     groups = []
     for workload, (scenario, script, references) in postgres.WORKLOADS.items():
         names = [f"quartet {scenario}", f"pgbench {script}", *(f"pgbench {r}" for r in references)]
+        if workload == "get":
+            names.insert(1, f"quartet {postgres.SCENARIOS['get-h2load']}")
         groups.append((workload, [bar(name) for name in names]))
     groups.append(("create, 2 replicas", [bar("quartet db-create, 2 replicas")]))
     charts.bar_chart(str(out / "db-postgres.svg"),
