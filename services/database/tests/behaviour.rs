@@ -10,8 +10,8 @@ mod harness;
 use std::collections::BTreeSet;
 
 use harness::{
-    Backend, DEADLINE, Fixture, create, get, increment, list_all, next_event, person, run,
-    start_with, update, watch,
+    Backend, DEADLINE, Fixture, Seen, create, get, increment, list_all, next_event, next_events,
+    person, run, start_with, update, watch,
 };
 use quartet_proto::database::v1::{
     ChangeKind, CreatePersonRequest, DeletePersonRequest, ImportPeopleRequest, ListPeopleRequest,
@@ -188,13 +188,12 @@ async fn deletes_check_existence_and_versions(fixture: &mut Fixture) {
     assert_eq!(deleted.person.unwrap().name, "Ana");
     // The answer's revision is the delete's, right after the create's.
     let mut events = watch(fixture, Some(0), "").await.unwrap();
-    let created = next_event(&mut events).await;
-    let gone = next_event(&mut events).await;
+    let seen = next_events(&mut events, 2).await;
     assert_eq!(
-        (created.kind(), gone.kind(), gone.revision),
+        (seen[0].kind, seen[1].kind, seen[1].revision),
         (ChangeKind::Created, ChangeKind::Deleted, deleted.revision)
     );
-    fixture.assert_in_order(0, &[created.revision, gone.revision]);
+    fixture.assert_in_order(0, &seen);
     assert_eq!(get(fixture, "p1").await.unwrap_err().code(), Code::NotFound);
     let again = fixture
         .client
@@ -285,25 +284,19 @@ async fn watch_from_now_streams_every_change_in_order(fixture: &mut Fixture) {
         .await
         .unwrap();
 
-    let mut revisions = Vec::new();
-    let mut kinds = Vec::new();
-    for _ in 0..3 {
-        let event = next_event(&mut events).await;
-        revisions.push(event.revision);
-        kinds.push((event.kind(), event.person.unwrap().name));
-    }
+    let seen = next_events(&mut events, 3).await;
     assert_eq!(
-        kinds,
+        seen.iter().map(Seen::change).collect::<Vec<_>>(),
         [
-            (ChangeKind::Created, "Ana".to_owned()),
-            (ChangeKind::Updated, "Bea".to_owned()),
-            (ChangeKind::Deleted, "Bea".to_owned()),
+            (ChangeKind::Created, "p1", "Ana"),
+            (ChangeKind::Updated, "p1", "Bea"),
+            (ChangeKind::Deleted, "p1", "Bea"),
         ]
     );
     // "before" took the revision just before the watch started.
     let mut before = watch(fixture, Some(0), "before").await.unwrap();
     let before = next_event(&mut before).await.revision;
-    fixture.assert_in_order(before, &revisions);
+    fixture.assert_in_order(before, &seen);
 }
 
 async fn list_then_watch_from_its_revision_misses_nothing(fixture: &mut Fixture) {
@@ -332,22 +325,17 @@ async fn list_then_watch_from_its_revision_misses_nothing(fixture: &mut Fixture)
     }
     let mut events = watch(fixture, Some(listed.revision), "").await.unwrap();
     create(fixture, person("a8", "Ana")).await.unwrap();
-    let mut revisions = Vec::new();
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        let event = next_event(&mut events).await;
-        revisions.push(event.revision);
-        ids.push(event.person.unwrap().id);
-    }
+    let seen = next_events(&mut events, 4).await;
+    let ids: Vec<&str> = seen.iter().map(|event| event.id.as_str()).collect();
     assert_eq!(ids, ["a5", "a6", "a7", "a8"]);
-    fixture.assert_in_order(listed.revision, &revisions);
+    fixture.assert_in_order(listed.revision, &seen);
 
     // From the very beginning, with a prefix filter.
     let mut filtered = watch(fixture, Some(0), "a7").await.unwrap();
     let event = next_event(&mut filtered).await;
     assert_eq!(
         (event.revision, event.person.unwrap().id.as_str()),
-        (revisions[2], "a7")
+        (seen[2].revision, "a7")
     );
 
     let future = watch(fixture, Some(u64::MAX), "").await.unwrap_err();
@@ -493,15 +481,10 @@ async fn concurrent_creates_of_different_ids_all_commit(fixture: &mut Fixture) {
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 320);
     // The log is gap-free: 320 changes, each once, in revision order.
     let mut events = watch(fixture, Some(0), "").await.unwrap();
-    let mut revisions = Vec::new();
-    let mut created = BTreeSet::new();
-    for _ in 0..320 {
-        let event = next_event(&mut events).await;
-        revisions.push(event.revision);
-        created.insert(event.person.unwrap().id);
-    }
-    assert_eq!(created, ids.into_iter().collect());
-    fixture.assert_in_order(0, &revisions);
+    let seen = next_events(&mut events, 320).await;
+    let created: BTreeSet<&String> = seen.iter().map(|event| &event.id).collect();
+    assert_eq!(created, ids.iter().collect());
+    fixture.assert_in_order(0, &seen);
 }
 
 async fn watches_end_with_unavailable_when_the_server_drains(fixture: &mut Fixture) {

@@ -10,7 +10,8 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{
-    Backend, DEADLINE, create, get, increment, next_event, person, start, update, watch,
+    Backend, DEADLINE, Seen, create, get, increment, next_event, next_events, person, start,
+    update, watch,
 };
 use quartet_proto::database::v1::{
     ChangeKind, CreatePersonRequest, DeletePersonRequest, ImportPeopleRequest, ListPeopleRequest,
@@ -57,13 +58,13 @@ async fn replicas_share_writes_watch_events_and_record_locks() {
 
     // B's watch saw every one of those updates, in revision order, no gaps:
     // each count once, in counting order.
-    let mut revisions = Vec::new();
-    for count in 1..=4 * INCREMENTS {
-        let next = next_event(&mut events).await;
-        assert_eq!(next.person.unwrap().name, format!("n={count}"));
-        revisions.push(next.revision);
-    }
-    b.assert_in_order(event.revision, &revisions);
+    let seen = next_events(&mut events, 4 * INCREMENTS).await;
+    let counts: Vec<&str> = seen.iter().map(|event| event.name.as_str()).collect();
+    let expected: Vec<String> = (1..=4 * INCREMENTS)
+        .map(|count| format!("n={count}"))
+        .collect();
+    assert_eq!(counts, expected);
+    b.assert_in_order(event.revision, &seen);
 
     a.server.stop().await.unwrap();
     b.server.stop().await.unwrap();
@@ -73,17 +74,14 @@ async fn replicas_share_writes_watch_events_and_record_locks() {
 /// Revisions come from transaction ids, taken in one order and committed in
 /// another. Here replica A's import locks "a-first" (taking its transaction
 /// id) and then waits for the lock on "held", kept by an outside transaction,
-/// while replica B creates and deletes people, committing later ids first. A watch must neither deliver
-/// B's changes before A's (A's revision is lower) nor skip A's once B's are
-/// out; a delete's own revision is a valid place to watch from even before
-/// A's commit lets it settle.
+/// while replica B creates and deletes people, committing later ids first. A
+/// watch must neither deliver B's changes before A's (A's revision is lower)
+/// nor skip A's once B's are out; and a watch from the delete's revision
+/// starts right after it.
 #[tokio::test]
 async fn commits_out_of_revision_order_reach_watchers_in_order() {
     let Some(backend) = Backend::postgres().await else {
         return;
-    };
-    let Backend::Postgres(schema) = &backend else {
-        unreachable!()
     };
     let mut a = start(&backend).await;
     let mut b = start(&backend).await;
@@ -100,10 +98,7 @@ async fn commits_out_of_revision_order_reach_watchers_in_order() {
     let mut early_watch = watch(&mut b, Some(listed), "").await.unwrap();
 
     // An outside transaction locks "held" and keeps it.
-    let (outside, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let outside = backend.outside_client().await;
     outside.batch_execute("BEGIN").await.unwrap();
     let holder: String = outside
         .query_one(
@@ -147,33 +142,23 @@ async fn commits_out_of_revision_order_reach_watchers_in_order() {
         .unwrap();
 
     // Every change once, in revision order, A's (the lowest revision) first.
-    let mut seen = Vec::new();
-    let mut revisions = Vec::new();
-    for _ in 0..5 {
-        let event = next_event(&mut early_watch).await;
-        let kind = event.kind();
-        let person = event.person.unwrap();
-        seen.push((kind, person.id, person.name));
-        revisions.push(event.revision);
-    }
-    let created = |id: &str| (ChangeKind::Created, id.to_owned(), "x".to_owned());
-    let updated = |id: &str| (ChangeKind::Updated, id.to_owned(), "y".to_owned());
+    let seen = next_events(&mut early_watch, 5).await;
     assert_eq!(
-        seen,
+        seen.iter().map(Seen::change).collect::<Vec<_>>(),
         [
-            updated("a-first"),
-            updated("held"),
-            created("late"),
-            (ChangeKind::Deleted, "doomed".into(), "x".into()),
-            updated("late"),
+            (ChangeKind::Updated, "a-first", "y"),
+            (ChangeKind::Updated, "held", "y"),
+            (ChangeKind::Created, "late", "x"),
+            (ChangeKind::Deleted, "doomed", "x"),
+            (ChangeKind::Updated, "late", "y"),
         ]
     );
-    b.assert_in_order(listed, &revisions);
-    assert_eq!(revisions[3], deleted.revision);
+    b.assert_in_order(listed, &seen);
+    assert_eq!(seen[3].revision, deleted.revision);
     let next = next_event(&mut after_delete).await;
     assert_eq!(
         (next.revision, next.person.unwrap().name.as_str()),
-        (revisions[4], "y")
+        (seen[4].revision, "y")
     );
 
     a.server.stop().await.unwrap();
@@ -214,14 +199,8 @@ async fn a_stuck_write_transaction_makes_lists_unavailable_not_writes() {
     let Some(backend) = Backend::postgres().await else {
         return;
     };
-    let Backend::Postgres(schema) = &backend else {
-        unreachable!()
-    };
     let mut server = start(&backend).await;
-    let (outside, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let outside = backend.outside_client().await;
     outside
         .batch_execute(
             "BEGIN; SELECT pg_advisory_xact_lock_shared(

@@ -21,7 +21,6 @@ pub mod redb;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures_util::{StreamExt as _, stream::FuturesUnordered};
 use prometheus_client::metrics::{
     counter::Counter,
     gauge::Gauge,
@@ -86,15 +85,6 @@ pub trait StoreBackend: Send + Sync + 'static {
     /// Bytes the people occupy in storage (file size, or table size), for the
     /// `quartet_database_size_bytes` gauge.
     async fn size_bytes(&self) -> Result<u64, DatabaseError>;
-
-    /// How many batches may be committing at once. One for a store whose
-    /// transactions commit one at a time anyway (redb); more where concurrent
-    /// transactions share the flush (PostgreSQL). Writes in different batches
-    /// in flight at once have no order between them, as concurrent calls have
-    /// none.
-    fn batches_in_flight(&self) -> usize {
-        1
-    }
 
     /// How long the tailer may wait without a notification before it looks at
     /// the log anyway; `None` when every commit is notified.
@@ -300,8 +290,7 @@ async fn measure_size(backend: Arc<dyn StoreBackend>, gauge: Gauge, stop: Cancel
     }
 }
 
-/// Commits queued writes in batches until the store goes away, up to the
-/// backend's [`StoreBackend::batches_in_flight`] at once.
+/// Commits queued writes in batches until the store goes away.
 async fn run_writer(
     backend: Arc<dyn StoreBackend>,
     mut queue: mpsc::Receiver<PendingWrite>,
@@ -309,63 +298,50 @@ async fn run_writer(
     metrics: StoreMetrics,
     stop: CancellationToken,
 ) {
-    let limit = backend.batches_in_flight().max(1);
-    let mut in_flight = FuturesUnordered::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH_OPS);
     loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH_OPS);
         let received = tokio::select! {
             () = stop.cancelled() => 0,
-            received = queue.recv_many(&mut batch, MAX_BATCH_OPS), if in_flight.len() < limit => received,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+            received = queue.recv_many(&mut batch, MAX_BATCH_OPS) => received,
         };
         if received == 0 {
-            // Closing: answer the batches already sent to the backend.
-            while in_flight.next().await.is_some() {}
             return;
         }
-        in_flight.push(commit_batch(&*backend, batch, &commits, &metrics));
+        let (ops, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|write| (write.op, write.reply)).unzip();
+        debug!(ops = ops.len(), "committing a batch");
+        #[allow(clippy::cast_precision_loss)] // At most MAX_BATCH_OPS.
+        let size = ops.len() as f64;
+        match backend.apply(ops).await {
+            Ok(results) => {
+                metrics.batch_size.observe(size);
+                metrics.commits.inc();
+                if let Some(latest) = latest_revision(&results) {
+                    announce(&commits, latest);
+                }
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that gave up no longer needs its answer; the write stands.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(failure) => {
+                error!(error = %failure, "batch failed; nothing in it was committed");
+                for reply in replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+        }
     }
 }
 
-/// Commits one batch and answers its writers.
-async fn commit_batch(
-    backend: &dyn StoreBackend,
-    batch: Vec<PendingWrite>,
-    commits: &watch::Sender<u64>,
-    metrics: &StoreMetrics,
-) {
-    let (ops, replies): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|write| (write.op, write.reply))
-        .unzip();
-    debug!(ops = ops.len(), "committing a batch");
-    #[allow(clippy::cast_precision_loss)] // At most MAX_BATCH_OPS.
-    let size = ops.len() as f64;
-    match backend.apply(ops).await {
-        Ok(results) => {
-            metrics.batch_size.observe(size);
-            metrics.commits.inc();
-            let latest = results
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|change| change.revision)
-                .max();
-            if let Some(latest) = latest {
-                announce(commits, latest);
-            }
-            for (reply, result) in replies.into_iter().zip(results) {
-                // A caller that gave up no longer needs its answer; the write stands.
-                let _ = reply.send(result);
-            }
-        }
-        Err(failure) => {
-            error!(error = %failure, "batch failed; nothing in it was committed");
-            for reply in replies {
-                let _ = reply.send(Err(failure.clone()));
-            }
-        }
-    }
+/// The latest revision a batch's `results` took, if it changed anything.
+pub(super) fn latest_revision(results: &[WriteResult]) -> Option<u64> {
+    results
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|change| change.revision)
+        .max()
 }
 
 /// Tells `commits` about `revision`, unless it already knows a later one: this

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quartet_database::StoreOptions;
 use quartet_e2e::external::TestSchema;
 use quartet_proto::database::v1::{
-    CreatePersonRequest, GetPersonRequest, ListPeopleRequest, Person, PersonEvent,
+    ChangeKind, CreatePersonRequest, GetPersonRequest, ListPeopleRequest, Person, PersonEvent,
     UpdatePersonRequest, WatchPeopleRequest, people_service_client::PeopleServiceClient,
 };
 use quartet_runtime::{RunningServer, ServerOptions, Shutdown};
@@ -57,6 +57,19 @@ impl Backend {
         }
     }
 
+    /// A connection of its own to the test's PostgreSQL schema, for playing
+    /// another client of the same database.
+    pub(crate) async fn outside_client(&self) -> tokio_postgres::Client {
+        let Self::Postgres(schema) = self else {
+            panic!("only a PostgreSQL backend has an outside");
+        };
+        let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
     /// Drops what the test created.
     pub(crate) async fn clean_up(self) {
         if let Self::Postgres(schema) = self {
@@ -75,9 +88,10 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
-    /// Asserts that `revisions`, as a watch from `after` delivered them, are
-    /// in order: increasing, and on the embedded store the very next ones.
-    pub(crate) fn assert_in_order(&self, after: u64, revisions: &[u64]) {
+    /// Asserts that `seen`, as a watch from `after` delivered it, is in
+    /// revision order: increasing, and on the embedded store the very next ones.
+    pub(crate) fn assert_in_order(&self, after: u64, seen: &[Seen]) {
+        let revisions: Vec<u64> = seen.iter().map(|event| event.revision).collect();
         assert!(
             revisions.is_sorted_by(|earlier, later| earlier < later),
             "revisions out of order: {revisions:?}"
@@ -217,6 +231,39 @@ pub(crate) async fn next_event(events: &mut Streaming<PersonEvent>) -> PersonEve
         .expect("no event in time")
         .unwrap()
         .expect("watch ended")
+}
+
+/// A watch event as tests compare it: what happened to whom, at which revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) revision: u64,
+    pub(crate) kind: ChangeKind,
+    pub(crate) id: String,
+    pub(crate) name: String,
+}
+
+impl Seen {
+    /// What happened to whom, without the revision.
+    pub(crate) fn change(&self) -> (ChangeKind, &str, &str) {
+        (self.kind, &self.id, &self.name)
+    }
+}
+
+/// The next `count` events of a watch, each within [`DEADLINE`].
+pub(crate) async fn next_events(events: &mut Streaming<PersonEvent>, count: usize) -> Vec<Seen> {
+    let mut seen = Vec::with_capacity(count);
+    for _ in 0..count {
+        let event = next_event(events).await;
+        let kind = event.kind();
+        let person = event.person.unwrap();
+        seen.push(Seen {
+            revision: event.revision,
+            kind,
+            id: person.id,
+            name: person.name,
+        });
+    }
+    seen
 }
 
 /// A person with only an id and a name.

@@ -11,6 +11,8 @@
 //! still commit side by side; only a list or a watch from now pauses them,
 //! for a statement or two.
 
+use deadpool_postgres::{Object, Transaction};
+
 /// Longest a reader waits for the writes in flight to finish.
 pub(super) const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -41,14 +43,27 @@ impl WritersGate {
         &self.begin_write
     }
 
-    /// Inside a transaction, waits for every write in flight and holds new
-    /// ones back until that transaction ends. Gives up after [`CLOSE_TIMEOUT`]
-    /// (`LOCK_NOT_AVAILABLE`), so that a stuck write transaction cannot stall
-    /// every other writer behind a waiting reader for longer.
-    pub(super) fn close(&self) -> &str {
-        &self.close
+    /// A read-only transaction on `client` that has waited for every write
+    /// in flight and holds new ones back until it ends: what its statements
+    /// read is exactly what was committed below its next transaction id.
+    /// Gives up after [`CLOSE_TIMEOUT`] (`LOCK_NOT_AVAILABLE`), so that a
+    /// stuck write transaction cannot stall every other writer behind a
+    /// waiting reader for longer.
+    pub(super) async fn closed<'a>(
+        &self,
+        client: &'a mut Object,
+    ) -> Result<Transaction<'a>, tokio_postgres::Error> {
+        let txn = client.build_transaction().read_only(true).start().await?;
+        txn.batch_execute(&self.close).await?;
+        Ok(txn)
     }
 }
 
-/// The key of the gate of the connection's schema.
-pub(super) const KEY: &str = "SELECT hashtext(current_schema() || '.quartet_people_writers')::int8";
+/// SQL for the key of the gate of the connection's schema. A macro, to be
+/// `concat!`ed into the query that reads the schema's name too.
+macro_rules! gate_key {
+    () => {
+        "hashtext(current_schema() || '.quartet_people_writers')::int8"
+    };
+}
+pub(super) use gate_key;

@@ -49,7 +49,7 @@ use tokio_postgres::{NoTls, Row, types::ToSql};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{StoreBackend, WriteResult};
+use super::{StoreBackend, WriteResult, latest_revision};
 use crate::{
     change::Change,
     error::DatabaseError,
@@ -60,10 +60,10 @@ use crate::{
 
 /// Read connections per replica (8, 16 and 32 served point reads alike).
 const POOL_SIZE: usize = 16;
-/// Write connections per replica, each committing one batch at a time: the
-/// writer's own, so it never queues behind reads for the pool. One: a second
-/// batch in flight halves the batches and costs more than it overlaps
-/// (0.78x of one in flight, BENCHMARKS.md).
+/// Write connections per replica: the writer commits one batch at a time, on a
+/// connection of its own, so it never queues behind reads for the pool. (A
+/// second batch in flight, on a second connection, halves the batches and
+/// costs more than it overlaps: 0.78x, BENCHMARKS.md.)
 const WRITER_POOL_SIZE: usize = 1;
 /// Connections point reads share, each carrying many reads at once.
 const SHARED_READ_CONNECTIONS: usize = 4;
@@ -189,16 +189,11 @@ impl PostgresBackend {
         schema::migrate(&mut client)
             .await
             .map_err(|error| failure(&error))?;
-        let schema: String = client
-            .query_one("SELECT current_schema()", &[])
+        let names = client
+            .query_one(concat!("SELECT current_schema(), ", gate::gate_key!()), &[])
             .await
-            .map_err(|error| failure(&error))?
-            .get(0);
-        let gate_key: i64 = client
-            .query_one(gate::KEY, &[])
-            .await
-            .map_err(|error| failure(&error))?
-            .get(0);
+            .map_err(|error| failure(&error))?;
+        let (schema, gate_key): (String, i64) = (names.get(0), names.get(1));
         Ok(Self {
             pool,
             writer,
@@ -251,13 +246,7 @@ impl StoreBackend for PostgresBackend {
             gate: &self.gate,
         };
         let results = write::apply(&client, &ops, &log).await?;
-        let latest = results
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|change| change.revision)
-            .max();
-        if let Some(latest) = latest {
+        if let Some(latest) = latest_revision(&results) {
             self.announce(latest);
         }
         Ok(results)
@@ -291,10 +280,6 @@ impl StoreBackend for PostgresBackend {
         let listener =
             listen::CommitListener::new(self.config.clone(), self.channel.clone(), commits);
         tokio::spawn(listener.run(stop));
-    }
-
-    fn batches_in_flight(&self) -> usize {
-        WRITER_POOL_SIZE
     }
 
     fn poll_interval(&self) -> Option<Duration> {

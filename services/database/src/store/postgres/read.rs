@@ -76,8 +76,7 @@ pub(super) async fn page(
     let read = async {
         // Behind the closed gate no write commits, so the revision and the
         // rows, read by two statements, see the same people.
-        let txn = client.build_transaction().read_only(true).start().await?;
-        txn.batch_execute(gate.close()).await?;
+        let txn = gate.closed(client).await?;
         let page_params: [&(dyn ToSql + Sync); 4] = [&query.prefix, &upper, &after, &limit];
         let (revision, rows) = tokio::try_join!(
             query_cached(&txn, REVISION, &[]),
@@ -140,8 +139,7 @@ pub(super) async fn revision(
     gate: &WritersGate,
 ) -> Result<u64, DatabaseError> {
     let read = async {
-        let txn = client.build_transaction().read_only(true).start().await?;
-        txn.batch_execute(gate.close()).await?;
+        let txn = gate.closed(client).await?;
         let revision: i64 = query_cached(&txn, REVISION, &[])
             .await?
             .first()
